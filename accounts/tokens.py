@@ -1,0 +1,101 @@
+"""JWT issue, rotation and revocation on top of simplejwt's outstanding/blacklist tables.
+
+simplejwt has no notion of a token family, so each refresh token carries a `family` claim:
+reusing a rotated token revokes its whole family (the thief's copy and the victim's).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+from django.db import IntegrityError, transaction
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+
+from accounts.models import RevokedTokenFamily, User
+from autoflow.exceptions import TokenInvalid
+
+logger = structlog.get_logger(__name__)
+FAMILY_CLAIM = "family"
+
+
+def tokens_issue(*, user: User, family: str | None = None) -> dict[str, str]:
+    """Issue an access + refresh pair; the refresh token is recorded as outstanding."""
+    refresh = RefreshToken.for_user(user)
+    refresh[FAMILY_CLAIM] = family or uuid.uuid4().hex
+    OutstandingToken.objects.filter(jti=refresh["jti"]).update(token=str(refresh))
+    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+def refresh_token_decode(raw: str) -> RefreshToken:
+    """Verify a refresh token's signature, expiry and type, without touching the database."""
+    try:
+        return RefreshToken(raw, verify=True)
+    except TokenError:
+        raise TokenInvalid("The refresh token is invalid or expired.") from None
+
+
+def access_token_decode(raw: str) -> AccessToken:
+    """Verify an access token's signature, expiry and type."""
+    try:
+        return AccessToken(raw, verify=True)
+    except TokenError:
+        raise TokenInvalid("The access token is invalid or expired.") from None
+
+
+def _blacklist(outstanding: OutstandingToken) -> bool:
+    """Blacklist one token; False when it already was (the unique row serialises racers)."""
+    try:
+        with transaction.atomic():
+            BlacklistedToken.objects.create(token=outstanding)
+    except IntegrityError:
+        return False
+    return True
+
+
+def tokens_refresh(*, raw_refresh: str) -> dict[str, str]:
+    """Rotate a refresh token: exactly one caller can use it, and reuse revokes its family."""
+    token = refresh_token_decode(raw_refresh)
+    family = str(token.get(FAMILY_CLAIM, ""))
+    outstanding = (
+        OutstandingToken.objects.select_related("user").filter(jti=token["jti"]).first()
+    )
+    if outstanding is None or not family:
+        raise TokenInvalid("The refresh token is not known.")
+    if RevokedTokenFamily.objects.filter(family=family).exists():
+        raise TokenInvalid("The refresh token was revoked.")
+    if not _blacklist(outstanding):
+        RevokedTokenFamily.objects.get_or_create(family=family)
+        logger.warning("refresh token reused; family revoked", user_id=str(outstanding.user_id))
+        raise TokenInvalid("The refresh token was already used.")
+    user = outstanding.user
+    if user is None or not user.is_active:
+        raise TokenInvalid("The user is inactive or gone.")
+    return tokens_issue(user=user, family=family)
+
+
+def refresh_token_revoke(*, raw_refresh: str) -> None:
+    """Revoke one refresh token (logout); revoking it twice is not an error."""
+    token = refresh_token_decode(raw_refresh)
+    outstanding = OutstandingToken.objects.filter(jti=token["jti"]).first()
+    if outstanding is None:
+        raise TokenInvalid("The refresh token is not known.")
+    _blacklist(outstanding)
+
+
+def user_refresh_tokens_revoke(*, user: User) -> int:
+    """Revoke every refresh token a user holds (password change, deactivation)."""
+    pending = OutstandingToken.objects.filter(user=user, blacklistedtoken__isnull=True)
+    revoked = 0
+    for outstanding in pending.iterator():
+        revoked += _blacklist(outstanding)
+    return revoked
+
+
+def token_user_id(token: Any) -> str | None:
+    """The user id a decoded token names."""
+    value = token.get("user_id")
+    return str(value) if value else None

@@ -1,0 +1,76 @@
+"""Request-scoped middleware: request ids and access logs, and JSON errors under /api/."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+import structlog
+from django.http import HttpRequest, HttpResponse
+
+from autoflow.exceptions import error_json_response, translate_exception
+
+logger = structlog.get_logger("autoflow.request")
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def incoming_request_id(value: str | None) -> str:
+    """Keep a caller's request id when it is sane, else make one."""
+    if value and _SANE_REQUEST_ID.match(value):
+        return value
+    return uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    """Give every request an id, put it in every log line and on the response, log once."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = incoming_request_id(request.headers.get("X-Request-ID"))
+        request.request_id = request_id  # type: ignore[attr-defined]
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        response = self.get_response(request)
+        response["X-Request-ID"] = request_id
+        user = getattr(request, "user", None)
+        level = logging.WARNING if response.status_code >= 500 else logging.INFO
+        logger.log(
+            level,
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            user_id=str(user.pk) if user is not None and user.is_authenticated else None,
+        )
+        structlog.contextvars.clear_contextvars()
+        return response
+
+
+class ApiErrorMiddleware:
+    """Never an HTML error page under /api/: render what escaped the views as JSON."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not request.path.startswith("/api"):
+            return None
+        try:
+            code, message, status, details, headers = translate_exception(exception)
+        except Exception:
+            logger.exception("unhandled error", path=request.path)
+            return error_json_response("internal_error", "An unexpected error occurred.", 500)
+        response = error_json_response(code, message, status, details)
+        for name, value in headers.items():
+            response[name] = value
+        return response

@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from autoflow import views
+
+api_patterns = [
+    path("", include("accounts.urls")),
+    path("", include("workflows.urls")),
+    path("", include("executions.urls")),
+]
+
+urlpatterns = [
+    path("health", views.HealthView.as_view(), name="health"),
+    path("api", views.ApiIndexView.as_view(), name="api-index"),
+    path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/", include(api_patterns)),
+    re_path(r"^api/(?P<path>.*)$", views.ApiNotFoundView.as_view()),
+    path("", include("executions.page_urls")),
+    path("admin/", admin.site.urls),
+]

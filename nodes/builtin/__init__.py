@@ -1,0 +1,1 @@
+"""Built-in node types; each module registers one type."""

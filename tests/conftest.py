@@ -1,0 +1,78 @@
+"""Shared fixtures: the fixed cast of users and API clients for them.
+
+The suite runs against the real PostgreSQL and Redis named by DATABASE_URL / REDIS_URL
+(scripts/test.sh sets the local ones); in CI a missing server fails the run, never skips it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from accounts.models import User
+from accounts.tokens import tokens_issue
+from tests.factories import UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> Iterator[None]:
+    """Rate-limit counters must not leak from one test into the next."""
+    cache.clear()
+    yield
+
+
+def client_for(user: User | None) -> APIClient:
+    """An API client signed in as `user` with a fresh access token (anonymous for None)."""
+    client = APIClient()
+    if user is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens_issue(user=user)['access']}")
+    return client
+
+
+@pytest.fixture
+def owner(db: Any) -> User:
+    return UserFactory(email="owner@example.com", name="Olive Owner")
+
+
+@pytest.fixture
+def reader(db: Any) -> User:
+    return UserFactory(email="reader@example.com", name="Rita Reader")
+
+
+@pytest.fixture
+def outsider(db: Any) -> User:
+    return UserFactory(email="outsider@example.com", name="Oscar Outsider")
+
+
+@pytest.fixture
+def admin_user(db: Any) -> User:
+    return UserFactory(email="admin@example.com", name="Ada Admin", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def anon_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def owner_client(owner: User) -> APIClient:
+    return client_for(owner)
+
+
+@pytest.fixture
+def reader_client(reader: User) -> APIClient:
+    return client_for(reader)
+
+
+@pytest.fixture
+def outsider_client(outsider: User) -> APIClient:
+    return client_for(outsider)
+
+
+@pytest.fixture
+def admin_client_api(admin_user: User) -> APIClient:
+    return client_for(admin_user)

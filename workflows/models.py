@@ -1,0 +1,111 @@
+"""Workflows, their version history, credentials, and webhook call records."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Workflow(models.Model):
+    """A graph of nodes a user draws; every accepted write bumps `version` and stores a row."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="workflows"
+    )
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    graph = models.JSONField(default=dict)
+    tags = models.JSONField(default=list, blank=True)
+    is_public = models.BooleanField(default=False)
+    active = models.BooleanField(default=False)
+    version = models.PositiveIntegerField(default=1)
+    webhook_token = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("-updated_at",)
+        indexes = [
+            models.Index(fields=["owner", "-updated_at"], name="workflow_owner_updated"),
+            models.Index(fields=["is_public", "-updated_at"], name="workflow_public_updated"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WorkflowVersion(models.Model):
+    """One saved version of a workflow: what an execution ran and what restore brings back."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    graph = models.JSONField(default=dict)
+    tags = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("-version",)
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "version"], name="workflow_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} v{self.version}"
+
+
+class CredentialType(models.TextChoices):
+    SMTP = "smtp"
+    HTTP_HEADER = "http_header"
+    HTTP_BASIC = "http_basic"
+    HTTP_BEARER = "http_bearer"
+
+
+class Credential(models.Model):
+    """A secret a node uses; secret fields are stored only encrypted (AES-256-GCM)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credentials"
+    )
+    name = models.CharField(max_length=200)
+    type = models.CharField(max_length=32, choices=CredentialType.choices)
+    # Non-secret fields in the clear (host, port, username...).
+    data = models.JSONField(default=dict)
+    # Secret fields as one AES-256-GCM blob: base64(nonce || ciphertext), under `key_id`.
+    secret_ciphertext = models.TextField(blank=True, default="")
+    key_id = models.CharField(max_length=32, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("-created_at",)
+        indexes = [models.Index(fields=["owner", "-created_at"], name="credential_owner_created")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.type})"
+
+
+class WebhookCall(models.Model):
+    """One call to a workflow's webhook URL and what it answered (the "why 404?" trail)."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="webhook_calls")
+    at = models.DateTimeField(default=timezone.now)
+    method = models.CharField(max_length=10)
+    status = models.PositiveSmallIntegerField()
+    execution_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-at",)
+        indexes = [models.Index(fields=["workflow", "-at"], name="webhookcall_workflow_at")]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.status} at {self.at:%Y-%m-%d %H:%M:%S}"
