@@ -13,7 +13,7 @@ from django.urls import path
 if not settings.configured:
     settings.configure(
         DEBUG=False,
-        SECRET_KEY="bench-only-not-a-secret",  # noqa: S106 - a throwaway benchmark app
+        SECRET_KEY="bench-only-not-a-secret",
         ALLOWED_HOSTS=["*"],
         ROOT_URLCONF=__name__,
         MIDDLEWARE=[],

@@ -48,7 +48,8 @@ class Baselines:
 def measure_b1(seconds: float = 10.0) -> tuple[float, float, float]:
     port = free_port()
     server = start_process(
-        "b1-daphne", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "bench.bare_app:application"]
+        "b1-daphne",
+        [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "bench.bare_app:application"],
     )
     with running(server):
         url = f"http://127.0.0.1:{port}/"
@@ -64,8 +65,23 @@ def measure_b2(tasks: int = B2_TASKS, timeout: float = 120.0) -> float:
     client.delete("celery")
     worker = start_process(
         "b2-worker",
-        [PYTHON, "-m", "celery", "-A", "bench.noop_celery", "worker", "-P", "prefork", "-c", "5",
-         "--loglevel", "WARNING", "--without-mingle", "--without-gossip", "--without-heartbeat"],
+        [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "bench.noop_celery",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            "5",
+            "--loglevel",
+            "WARNING",
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+        ],
     )
     with running(worker):
         _wait_worker_ready(worker)
@@ -90,8 +106,20 @@ def _wait_worker_ready(worker: Process, timeout: float = 30.0) -> None:
         if worker.popen.poll() is not None:
             raise RuntimeError(worker.log_path.read_text()[-3000:])
         result = subprocess.run(
-            [PYTHON, "-m", "celery", "-A", "bench.noop_celery", "inspect", "ping", "--timeout", "1"],
-            capture_output=True, text=True, check=False,
+            [
+                PYTHON,
+                "-m",
+                "celery",
+                "-A",
+                "bench.noop_celery",
+                "inspect",
+                "ping",
+                "--timeout",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if "pong" in result.stdout:
             return

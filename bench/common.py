@@ -140,10 +140,15 @@ def wrk(
     threads = max(1, min(2, connections))
     base = [binary, f"-t{threads}", f"-c{connections}", "-s", script_path, "--timeout", "10s"]
     if warmup_seconds:
-        subprocess.run([*base, f"-d{max(1, round(warmup_seconds))}s", url], capture_output=True, check=False)
+        subprocess.run(
+            [*base, f"-d{max(1, round(warmup_seconds))}s", url], capture_output=True, check=False
+        )
     before = sum(tree_cpu_seconds(pid) for pid in cpu_pids or [])
     completed = subprocess.run(
-        [*base, f"-d{max(1, round(seconds))}s", url], capture_output=True, text=True, check=False,
+        [*base, f"-d{max(1, round(seconds))}s", url],
+        capture_output=True,
+        text=True,
+        check=False,
         timeout=seconds + 60,
     )
     after = sum(tree_cpu_seconds(pid) for pid in cpu_pids or [])
