@@ -66,11 +66,13 @@ def user_from_access_token(raw_token: str) -> tuple[User, Any]:
 class JwtAuthentication(JWTAuthentication):
     """simplejwt's access-token authentication, with every failure as `token_invalid`."""
 
-    def authenticate(self, request: Request) -> tuple[Any, Any] | None:  # type: ignore[override]
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
         try:
             return super().authenticate(request)
         except (InvalidToken, AuthenticationFailed) as error:
-            raise TokenInvalid("The access token is invalid, expired or of the wrong type.") from error
+            raise TokenInvalid(
+                "The access token is invalid, expired or of the wrong type."
+            ) from error
 
 
 class ApiKeyAuthentication(BaseAuthentication):

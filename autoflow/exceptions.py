@@ -133,9 +133,7 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
-def error_json_response(
-    code: str, message: str, status: int, details: Any = None
-) -> JsonResponse:
+def error_json_response(code: str, message: str, status: int, details: Any = None) -> JsonResponse:
     """Render an error outside DRF (middleware, plain Django views) in the same shape."""
     return JsonResponse(error_body(code, message, details), status=status)
 
@@ -189,10 +187,14 @@ def translate_exception(exc: Exception) -> tuple[str, str, int, Any, dict[str, s
     if isinstance(exc, drf.MethodNotAllowed):
         return "method_not_allowed", str(exc.detail), 405, {}, {}
     if isinstance(exc, drf.Throttled):
-        wait = max(1, int(exc.wait or 1))
-        return "rate_limited", "Too many requests; retry later.", 429, {"retry_after": wait}, {
-            "Retry-After": str(wait)
-        }
+        wait = max(1, int(getattr(exc, "wait", None) or 1))
+        return (
+            "rate_limited",
+            "Too many requests; retry later.",
+            429,
+            {"retry_after": wait},
+            {"Retry-After": str(wait)},
+        )
     if isinstance(exc, (OperationalError, InterfaceError)):
         logger.warning("database unavailable", exc_info=exc)
         return "service_unavailable", ServiceUnavailable.default_message, 503, {}, {}

@@ -78,7 +78,8 @@ def queue_depth() -> int | None:
     from autoflow.celery import app
 
     with app.connection_for_write() as conn:
-        return int(conn.default_channel.queue_declare("celery", passive=True).message_count)
+        channel: Any = conn.default_channel
+        return int(channel.queue_declare("celery", passive=True).message_count)
 
 
 def check_workers() -> Check:

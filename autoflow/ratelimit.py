@@ -68,7 +68,7 @@ class GeneralRateThrottle(BaseThrottle):
     and are skipped here.
     """
 
-    def allow_request(self, request: Request, view: "APIView") -> bool:
+    def allow_request(self, request: Request, view: APIView) -> bool:
         if getattr(view, "rate_limit_group", None):
             return True
         user = request.user

@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "nodes",
     "workflows",
     "executions",
+    "live",
 ]
 
 MIDDLEWARE = [
@@ -137,7 +138,10 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
-elif _database["ENGINE"] in ("django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2"):
+elif _database["ENGINE"] in (
+    "django.db.backends.postgresql",
+    "django.db.backends.postgresql_psycopg2",
+):
     _database["ENGINE"] = "django.db.backends.postgresql"
     _database["CONN_HEALTH_CHECKS"] = True
     _database["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", default=60)

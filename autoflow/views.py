@@ -38,7 +38,8 @@ class HealthView(APIView):
     )
     def get(self, request: Request) -> Response:
         status, checks = health_report()
-        return Response({"status": status, "checks": checks}, status=503 if status == "down" else 200)
+        body = {"status": status, "checks": checks}
+        return Response(body, status=503 if status == "down" else 200)
 
 
 def _walk(patterns: list[Any], prefix: str = "") -> list[tuple[str, Any]]:

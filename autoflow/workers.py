@@ -6,6 +6,7 @@ embedded default the worker runs in the server's own process, so a dict serves.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -18,17 +19,17 @@ LIVE_WINDOW_SECONDS = 30.0
 
 _local_heartbeats: dict[str, float] = {}
 _stop = threading.Event()
-_client: redis.Redis | None = None
+_clients: dict[str, redis.Redis] = {}
 
 
 def redis_client() -> redis.Redis:
-    """One Redis client per process for operational reads and writes."""
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1
-        )
-    return _client
+    """One Redis client per process and URL for operational reads and writes."""
+    url = settings.REDIS_URL
+    client = _clients.get(url)
+    if client is None:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        _clients[url] = client
+    return client
 
 
 def heartbeat(hostname: str) -> None:
@@ -56,10 +57,9 @@ def heartbeat_start(hostname: str) -> None:
 
     def beat() -> None:
         while not _stop.is_set():
-            try:
+            # Redis down: the health check reports it; keep trying.
+            with contextlib.suppress(redis.RedisError):
                 heartbeat(hostname)
-            except redis.RedisError:
-                pass  # Redis down: the health check reports it; keep trying
             _stop.wait(HEARTBEAT_INTERVAL_SECONDS)
 
     threading.Thread(target=beat, name="autoflow-heartbeat", daemon=True).start()
