@@ -9,10 +9,6 @@ from channels.routing import URLRouter
 
 def websocket_application() -> Any:
     """The `/ws` application (built lazily so importing this module needs no Django setup)."""
-    urlpatterns: list[Any] = []
-    try:
-        from executions.routing import websocket_urlpatterns
-    except ImportError:
-        websocket_urlpatterns = []
-    urlpatterns.extend(websocket_urlpatterns)
-    return URLRouter(urlpatterns)
+    from live.routing import websocket_urlpatterns
+
+    return URLRouter(websocket_urlpatterns)

@@ -17,6 +17,6 @@ urlpatterns = [
     path("api/docs", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include(api_patterns)),
     re_path(r"^api/(?P<path>.*)$", views.ApiNotFoundView.as_view()),
-    path("", include("executions.page_urls")),
+    path("", include("live.urls")),
     path("admin/", admin.site.urls),
 ]

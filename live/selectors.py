@@ -1,0 +1,149 @@
+"""Permission-scoped reads the live streams and the live page need."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Max
+
+from accounts.models import User
+from autoflow.exceptions import NotFound
+from executions.models import Execution, ExecutionLog, NodeRunStatus
+from live.layout import graph_layout
+from workflows.models import Workflow
+from workflows.selectors import workflow_get_for_user
+
+
+@dataclass(frozen=True)
+class ExecutionSnapshot:
+    """What a subscription needs to know about an execution at one moment."""
+
+    execution_id: str
+    workflow_id: str
+    status: str
+    is_terminal: bool
+    last_seq: int
+    duration_ms: int | None
+    output: Any
+
+
+def execution_get_for_user(*, user: User, execution_id: uuid.UUID | str) -> Execution:
+    """One execution the caller may see (of a workflow they own; admins: any), else `NotFound`."""
+    queryset = Execution.objects.select_related("workflow", "version")
+    if not user.is_staff:
+        queryset = queryset.filter(workflow__owner=user)
+    execution = queryset.filter(pk=execution_id).first()
+    if execution is None:
+        raise NotFound("Execution not found.")
+    return execution
+
+
+def execution_last_seq(*, execution_id: uuid.UUID | str) -> int:
+    """The highest log seq stored for an execution (0 when it has logged nothing)."""
+    result = ExecutionLog.objects.filter(execution_id=execution_id).aggregate(last=Max("seq"))
+    return int(result["last"] or 0)
+
+
+def execution_snapshot(*, execution_id: uuid.UUID | str) -> ExecutionSnapshot | None:
+    """The execution's status, output and last stored seq, or None when it is gone."""
+    execution = (
+        Execution.objects.filter(pk=execution_id)
+        .only("id", "workflow_id", "status", "duration_ms", "output")
+        .first()
+    )
+    if execution is None:
+        return None
+    return ExecutionSnapshot(
+        execution_id=str(execution.pk),
+        workflow_id=str(execution.workflow_id),
+        status=execution.status,
+        is_terminal=execution.is_terminal,
+        last_seq=execution_last_seq(execution_id=execution_id),
+        duration_ms=execution.duration_ms,
+        output=execution.output,
+    )
+
+
+def log_line_as_dict(line: ExecutionLog) -> dict[str, Any]:
+    """A stored line in SPEC.md's shape: `{seq, ts, level, node_id, message, data}`."""
+    return {
+        "seq": line.seq,
+        "ts": line.ts.isoformat(),
+        "level": line.level,
+        "node_id": line.node_id,
+        "message": line.message,
+        "data": line.data,
+    }
+
+
+def execution_log_lines(
+    *, execution_id: uuid.UUID | str, after_seq: int, up_to_seq: int, limit: int
+) -> list[dict[str, Any]]:
+    """Stored lines with `after_seq < seq <= up_to_seq`, oldest first, at most `limit`."""
+    lines = ExecutionLog.objects.filter(
+        execution_id=execution_id, seq__gt=after_seq, seq__lte=up_to_seq
+    ).order_by("seq")[:limit]
+    return [log_line_as_dict(line) for line in lines]
+
+
+def workflow_visible_to(*, user: User, workflow_id: uuid.UUID | str) -> Workflow | None:
+    """The workflow when the caller may see it, else None."""
+    try:
+        return workflow_get_for_user(user=user, workflow_id=workflow_id)
+    except NotFound:
+        return None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _duration_ms(started: datetime | None, finished: datetime | None) -> int | None:
+    if started is None or finished is None:
+        return None
+    return max(0, int((finished - started).total_seconds() * 1000))
+
+
+def execution_live_state(*, execution: Execution) -> dict[str, Any]:
+    """What the live page draws: the execution, its laid-out graph and each node's state."""
+    node_runs = {node_run.node_id: node_run for node_run in execution.node_runs.all()}
+    layout = graph_layout(execution.version.graph or {})
+    nodes: list[dict[str, Any]] = []
+    for placed in layout["nodes"]:
+        node_run = node_runs.get(placed["id"])
+        nodes.append(
+            {
+                "node_id": placed["id"],
+                "type": placed["type"],
+                "status": node_run.status if node_run else NodeRunStatus.PENDING.value,
+                "attempts": node_run.attempts if node_run else 0,
+                "started_at": _iso(node_run.started_at) if node_run else None,
+                "finished_at": _iso(node_run.finished_at) if node_run else None,
+                "duration_ms": (
+                    _duration_ms(node_run.started_at, node_run.finished_at) if node_run else None
+                ),
+                "cached": node_run.cached if node_run else False,
+                "error": node_run.error if node_run else None,
+            }
+        )
+    return {
+        "execution": {
+            "id": str(execution.pk),
+            "workflow": str(execution.workflow_id),
+            "workflow_name": execution.workflow.name,
+            "workflow_version": execution.workflow_version,
+            "status": execution.status,
+            "trigger": execution.trigger,
+            "created_at": _iso(execution.created_at),
+            "started_at": _iso(execution.started_at),
+            "finished_at": _iso(execution.finished_at),
+            "duration_ms": execution.duration_ms,
+            "error": execution.error,
+        },
+        "layout": layout,
+        "nodes": nodes,
+        "last_seq": execution_last_seq(execution_id=execution.pk),
+    }
