@@ -8,7 +8,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -151,8 +151,6 @@ class LogoutView(PublicAuthView):
 
 
 class MeView(APIView):
-    permission_classes = [IsAuthenticated]
-
     class InputSerializer(serializers.Serializer[Any]):
         name = serializers.CharField(max_length=150, allow_blank=True)
 
@@ -172,7 +170,6 @@ class MeView(APIView):
 
 
 class PasswordView(APIView):
-    permission_classes = [IsAuthenticated]
     rate_limit_group = "auth"
 
     class InputSerializer(serializers.Serializer[Any]):
@@ -212,8 +209,6 @@ class ApiKeyCreatedSerializer(serializers.ModelSerializer[ApiKey]):
 
 
 class ApiKeyListView(GenericAPIView[ApiKey]):
-    permission_classes = [IsAuthenticated]
-
     class InputSerializer(serializers.Serializer[Any]):
         name = serializers.CharField(max_length=100)
         scopes = serializers.ListField(
@@ -242,8 +237,6 @@ class ApiKeyListView(GenericAPIView[ApiKey]):
 
 
 class ApiKeyDetailView(APIView):
-    permission_classes = [IsAuthenticated]
-
     @extend_schema(responses={204: None, **error_responses(401, 403, 404)})
     def delete(self, request: Request, api_key_id: str) -> Response:
         api_key = api_key_get_for_user(user=cast(User, request.user), api_key_id=api_key_id)

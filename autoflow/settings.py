@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "channels",
     "django_celery_results",
     "django_celery_beat",
+    "autoflow",
     "accounts",
     "nodes",
     "workflows",
@@ -130,6 +131,15 @@ try:
     _database: dict[str, Any] = environ.Env.db_url_config(DATABASE_URL)
 except Exception as error:  # django-environ raises several types for a bad URL
     raise ImproperlyConfigured(f"DATABASE_URL is malformed: {error}") from error
+if _database.get("ENGINE") not in (
+    "django.db.backends.sqlite3",
+    "django.db.backends.postgresql",
+    "django.db.backends.postgresql_psycopg2",
+):
+    raise ImproperlyConfigured(
+        "DATABASE_URL must be a postgres://... or sqlite:///... URL, not "
+        f"{DATABASE_URL.split(':', 1)[0]!r}."
+    )
 if _database["ENGINE"] == "django.db.backends.sqlite3":
     _database["OPTIONS"] = {
         # WAL lets the worker thread write while the web thread reads; IMMEDIATE takes the
@@ -202,8 +212,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "/admin/login/"
 
-ACCESS_TOKEN_MINUTES = env_int("ACCESS_TOKEN_MINUTES", default=15)
-REFRESH_TOKEN_DAYS = env_int("REFRESH_TOKEN_DAYS", default=7)
+ACCESS_TOKEN_MINUTES = env_int("ACCESS_TOKEN_MINUTES", default=15, minimum=1)
+REFRESH_TOKEN_DAYS = env_int("REFRESH_TOKEN_DAYS", default=7, minimum=1)
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=ACCESS_TOKEN_MINUTES),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=REFRESH_TOKEN_DAYS),
@@ -271,7 +281,7 @@ if EMBEDDED:
     # One process owns the in-memory cache in the embedded default, so it is the shared cache.
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
-WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", default=5)
+WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", default=5, minimum=1)
 HTTP_NODE_ALLOWED_HOSTS = env_list("HTTP_NODE_ALLOWED_HOSTS", default=[])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 WEBHOOK_RESPOND_TIMEOUT_SECONDS = env_int("WEBHOOK_RESPOND_TIMEOUT_SECONDS", default=30)
@@ -366,6 +376,20 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "accounts.tasks.flush_expired_tokens_task",
         "schedule": timedelta(days=1),
     },
+}
+
+# Execution engine: a worker holds a run through a lease it renews by heartbeat; the sweeper
+# wakes due waits, re-enqueues queued runs nobody took, and takes over runs whose lease lapsed.
+EXECUTION_LEASE_SECONDS = env_int("EXECUTION_LEASE_SECONDS", default=15, minimum=2)
+EXECUTION_SWEEP_SECONDS = env_int("EXECUTION_SWEEP_SECONDS", default=5, minimum=1)
+EXECUTION_MAX_RECOVERIES = env_int("EXECUTION_MAX_RECOVERIES", default=3)
+# Waits up to this long ride a Celery countdown; longer ones are woken by the sweeper.
+EXECUTION_COUNTDOWN_MAX_SECONDS = env_int("EXECUTION_COUNTDOWN_MAX_SECONDS", default=300)
+EXECUTION_REQUEUE_AFTER_SECONDS = env_int("EXECUTION_REQUEUE_AFTER_SECONDS", default=60, minimum=1)
+CELERY_BEAT_SCHEDULE["sweep-executions"] = {
+    "task": "executions.tasks.sweep_executions_task",
+    "schedule": timedelta(seconds=EXECUTION_SWEEP_SECONDS),
+    "options": {"expires": EXECUTION_SWEEP_SECONDS},
 }
 
 # --- Logging --------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ The suite runs against the real PostgreSQL and Redis named by DATABASE_URL / RED
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,13 +15,15 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from accounts.tokens import tokens_issue
 from tests.factories import UserFactory
+from tests.servers import live_daphne
+
+__all__ = ["live_daphne"]
 
 
 @pytest.fixture(autouse=True)
-def _clear_cache() -> Iterator[None]:
+def _clear_cache() -> None:
     """Rate-limit counters must not leak from one test into the next."""
     cache.clear()
-    yield
 
 
 def client_for(user: User | None) -> APIClient:
@@ -35,22 +36,24 @@ def client_for(user: User | None) -> APIClient:
 
 @pytest.fixture
 def owner(db: Any) -> User:
-    return UserFactory(email="owner@example.com", name="Olive Owner")
+    return UserFactory.create(email="owner@example.com", name="Olive Owner")
 
 
 @pytest.fixture
 def reader(db: Any) -> User:
-    return UserFactory(email="reader@example.com", name="Rita Reader")
+    return UserFactory.create(email="reader@example.com", name="Rita Reader")
 
 
 @pytest.fixture
 def outsider(db: Any) -> User:
-    return UserFactory(email="outsider@example.com", name="Oscar Outsider")
+    return UserFactory.create(email="outsider@example.com", name="Oscar Outsider")
 
 
 @pytest.fixture
 def admin_user(db: Any) -> User:
-    return UserFactory(email="admin@example.com", name="Ada Admin", is_staff=True, is_superuser=True)
+    return UserFactory.create(
+        email="admin@example.com", name="Ada Admin", is_staff=True, is_superuser=True
+    )
 
 
 @pytest.fixture

@@ -1,0 +1,82 @@
+"""Bad configuration stops the process at start, naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.servers import BASE_DIR
+
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "s" * 50,
+    "JWT_SIGNING_KEY": "j" * 50,
+    "AUTOFLOW_ENCRYPTION_KEY": "aGlcXOFaNkJNrlZbI8FkSAYQ43XjMCWI82gQdJw0gkw=",
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/autoflow_settings_check",
+    "REDIS_URL": "redis://127.0.0.1:6379/1",
+}
+
+
+def _setup(**overrides: str | None) -> subprocess.CompletedProcess[str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in PRODUCTION and not name.startswith(("RATE_LIMIT", "AUTOFLOW"))
+    }
+    env.update(PRODUCTION)
+    env["DJANGO_SETTINGS_MODULE"] = "autoflow.settings"
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_complete_production_configuration_starts():
+    result = _setup()
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "variable", ["SECRET_KEY", "AUTOFLOW_ENCRYPTION_KEY", "JWT_SIGNING_KEY", "REDIS_URL"]
+)
+def test_missing_production_setting_names_the_variable(variable):
+    result = _setup(**{variable: None})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert f"{variable} is required" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DEBUG", "maybe"),
+        ("RATE_LIMIT_AUTH", "abc"),
+        ("RATE_LIMIT_GENERAL", "100 per minute"),
+        ("MAX_REQUEST_BYTES", "lots"),
+        ("ACCESS_TOKEN_MINUTES", "fifteen"),
+        ("TRUSTED_PROXY_COUNT", "-1"),
+        ("WORKER_CONCURRENCY", "0"),
+        ("AUTOFLOW_ENCRYPTION_KEY", "too-short"),
+        ("DATABASE_URL", "nosuchscheme://x"),
+        ("LOG_FORMAT", "xml"),
+    ],
+)
+def test_malformed_setting_names_the_variable(variable, value):
+    result = _setup(**{variable: value})
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "ImproperlyConfigured" in last_line
+    assert variable in last_line
