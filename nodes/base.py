@@ -8,6 +8,7 @@ execution input, their ancestors' outputs, the resolved credential, a logger) an
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ class NodeContext:
     is_cancelled: Callable[[], bool] = field(default=lambda: False)
     # Set when the engine resumes a node that asked to wait (delay): the time it asked for.
     resumed_from_wait: dt.datetime | None = None
+    # Ids of the parents whose edges into this node were taken, in graph order.
+    parents: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,13 +78,17 @@ class Node:
     """One node type. Subclass, set `type` and `Params`, implement `run`, register."""
 
     type: ClassVar[str]
-    Params: ClassVar[type[NodeParams]] = NodeParams
+    Params: ClassVar[builtins.type[NodeParams]] = NodeParams
     # Types whose params carry `credential`, and the credential types each accepts.
     credential_types: ClassVar[tuple[str, ...]] = ()
     # External effects (http, email): results are committed before such a node starts.
     has_side_effects: ClassVar[bool] = False
     # At most once (email): an interrupted run is never repeated, it fails instead.
     at_most_once: ClassVar[bool] = False
+    # Whether params may hold templates; trigger params are read when saving, so they may not.
+    allows_templates: ClassVar[bool] = True
+    # Params passed to `run` as written, never rendered (a credential id must not be computed).
+    raw_params: ClassVar[frozenset[str]] = frozenset({"credential"})
 
     def run(self, ctx: NodeContext, params: Any) -> NodeResult:
         raise NotImplementedError(f"{type(self).__name__} must implement run()")
