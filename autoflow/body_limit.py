@@ -11,6 +11,8 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import structlog
+
 from autoflow.exceptions import error_body
 from autoflow.middleware import incoming_request_id
 
@@ -19,6 +21,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+logger = structlog.get_logger("autoflow.request")
 
 
 class BodySizeLimit:
@@ -58,6 +61,14 @@ class BodySizeLimit:
                 return
             if not message.get("more_body", False):
                 break
+        if messages and messages[-1]["type"] == "http.request":
+            # DRF reads a body only as far as Content-Length says; the body is whole and
+            # bounded now, so state its length.
+            scope = dict(scope)
+            scope["headers"] = [
+                *scope.get("headers", []),
+                (b"content-length", str(received).encode()),
+            ]
         replay = iter(messages)
 
         async def replaying_receive() -> Message:
@@ -89,3 +100,12 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+        logger.info(
+            "request",
+            request_id=request_id,
+            method=scope.get("method"),
+            path=scope.get("path"),
+            status=413,
+            duration_ms=0,
+            user_id=None,
+        )
