@@ -15,10 +15,10 @@ from tests.servers import closed_port
 pytestmark = pytest.mark.django_db
 
 
-def _login(email: str, ip: str = "10.0.0.1", password: str = "wrong") -> int:
+def _login(email: str, ip: str = "10.0.0.1", password: str | None = None) -> int:
     client = APIClient(REMOTE_ADDR=ip)
     response = client.post(
-        "/api/auth/login", {"email": email, "password": password}, format="json"
+        "/api/auth/login", {"email": email, "password": password or "wrong"}, format="json"
     )
     return response.status_code
 
