@@ -80,3 +80,19 @@ def test_malformed_setting_names_the_variable(variable, value):
     last_line = result.stderr.strip().splitlines()[-1]
     assert "ImproperlyConfigured" in last_line
     assert variable in last_line
+
+
+def test_env_example_lists_every_variable_settings_reads():
+    import re
+
+    source = (BASE_DIR / "autoflow" / "settings.py").read_text()
+    read = set(
+        re.findall(
+            r"""(?:env_bool|env_int|env_list|env_rate|env_size|env\.str|_secret)\(\s*"([A-Z_]+)\"""",
+            source,
+        )
+    )
+    example = (BASE_DIR / ".env.example").read_text()
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z_]+)=", example, flags=re.MULTILINE))
+    assert read, "no variables found in settings.py"
+    assert read - listed == set()
