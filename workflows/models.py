@@ -13,8 +13,12 @@ class Workflow(models.Model):
     """A graph of nodes a user draws; every accepted write bumps `version` and stores a row."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # No index of its own: `workflow_owner_updated` starts with the owner and serves it.
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="workflows"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="workflows",
+        db_index=False,
     )
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
@@ -30,7 +34,8 @@ class Workflow(models.Model):
     class Meta:
         ordering = ("-updated_at",)
         indexes = [
-            models.Index(fields=["owner", "-updated_at"], name="workflow_owner_updated"),
+            # Matches the list's default order (id breaks ties), so a page is an index range.
+            models.Index(fields=["owner", "-updated_at", "-id"], name="workflow_owner_updated"),
             models.Index(fields=["is_public", "-updated_at"], name="workflow_public_updated"),
         ]
 

@@ -81,9 +81,14 @@ def workflow_list(
     ordering: str = DEFAULT_ORDERING,
 ) -> QuerySet[Workflow]:
     """The workflows the caller may see, filtered and ordered as the list endpoint offers."""
-    queryset = workflow_list_for_user(user=user)
-    if owner_id is not None:
-        queryset = queryset.filter(owner_id=owner_id)
+    if owner_id is not None and (user.is_staff or owner_id == user.pk):
+        # Everything of one's own is visible: a plain owner filter lets the planner walk
+        # the (owner, updated_at) index instead of merging it with the public rows.
+        queryset = Workflow.objects.select_related("owner").filter(owner_id=owner_id)
+    elif owner_id is not None:
+        queryset = workflow_list_for_user(user=user).filter(owner_id=owner_id)
+    else:
+        queryset = workflow_list_for_user(user=user)
     if is_public is not None:
         queryset = queryset.filter(is_public=is_public)
     if active is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 import pytest
@@ -58,7 +59,8 @@ def test_create_shows_key_once_and_stores_only_its_hash(owner, owner_client):
     stored = ApiKey.objects.get(pk=body["id"])
     assert stored.key_hash == api_key_hash(key)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT * FROM accounts_apikey WHERE id = %s", [body["id"]])
+        row_id = ApiKey._meta.pk.get_db_prep_value(uuid.UUID(body["id"]), connection)
+        cursor.execute("SELECT * FROM accounts_apikey WHERE id = %s", [row_id])
         row = " ".join(str(column) for column in cursor.fetchone())
     assert key not in row
     listed = owner_client.get("/api/api-keys").json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import uuid
 from io import StringIO
 
 import pytest
@@ -41,9 +42,9 @@ def _new_key() -> tuple[str, bytes]:
 def _raw_row(credential_id: object) -> str:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT name, type, data::text, secret_ciphertext, key_id "
+            "SELECT name, type, data, secret_ciphertext, key_id "
             "FROM workflows_credential WHERE id = %s",
-            [str(credential_id)],
+            [Credential._meta.pk.get_db_prep_value(uuid.UUID(str(credential_id)), connection)],
         )
         row = cursor.fetchone()
     assert row is not None
