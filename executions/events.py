@@ -1,0 +1,170 @@
+"""Publish execution events to the channel layer, after commit, cheaply, never failing a run.
+
+Groups: `execution.<id>` gets `execution.logs`, `execution.status` and `execution.complete`;
+`user.<owner_id>` gets a `notification` when an execution fails. One long-lived event loop per
+process (in a daemon thread) drains one bounded queue in order, so publishing costs the caller
+a queue put, not an `async_to_sync` round trip per line; a full queue or a down Redis drops
+messages (the stored log stays the source of truth) and is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+QUEUE_SIZE = 10_000
+Message = tuple[str, dict[str, Any]]
+
+
+def execution_group(execution_id: object) -> str:
+    return f"execution.{execution_id}"
+
+
+def user_group(user_id: object) -> str:
+    return f"user.{user_id}"
+
+
+class _Publisher:
+    """One background loop per process; re-created after a fork (prefork pool children)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=QUEUE_SIZE)
+        self._drainer: asyncio.Task[None] | None = None
+        self._pending = 0
+
+    def _ensure_started(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is not None and self._pid == os.getpid():
+                return self._loop
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                self._queue = asyncio.Queue(maxsize=QUEUE_SIZE)
+                self._drainer = loop.create_task(self._drain())
+                ready.set()
+                loop.run_forever()
+
+            threading.Thread(target=run, name="autoflow-events", daemon=True).start()
+            ready.wait(5)
+            self._loop, self._pid, self._pending = loop, os.getpid(), 0
+            return loop
+
+    async def _drain(self) -> None:
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        while True:
+            group, message = await self._queue.get()
+            try:
+                if layer is not None:
+                    await layer.group_send(group, message)
+            except Exception:  # a down Redis must not stop the next message
+                logger.warning("event publish failed", exc_info=True)
+            finally:
+                self._pending -= 1
+
+    def _put(self, item: Message) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self._pending -= 1
+            logger.warning("event queue full; dropped a %s message", item[1].get("type"))
+
+    def send(self, messages: Iterable[Message]) -> None:
+        """Queue messages for publishing; never raises."""
+        try:
+            loop = self._ensure_started()
+            for item in messages:
+                self._pending += 1
+                loop.call_soon_threadsafe(self._put, item)
+        except Exception:
+            logger.warning("event publish failed", exc_info=True)
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait (bounded) until every queued message went out; for tests and shutdown."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._pending <= 0:
+                return True
+            time.sleep(0.01)
+        return False
+
+
+publisher = _Publisher()
+
+
+def publish_on_commit(messages: list[Message]) -> None:
+    """Publish once the current transaction commits (at once outside one)."""
+    if messages:
+        transaction.on_commit(lambda: publisher.send(messages))
+
+
+def logs_message(execution_id: object, lines: list[dict[str, Any]]) -> Message:
+    return (
+        execution_group(execution_id),
+        {"type": "execution.logs", "execution_id": str(execution_id), "lines": lines},
+    )
+
+
+def status_message(
+    execution_id: object,
+    status: str,
+    *,
+    node_id: str | None = None,
+    node_status: str | None = None,
+) -> Message:
+    body: dict[str, Any] = {
+        "type": "execution.status",
+        "execution_id": str(execution_id),
+        "status": status,
+    }
+    if node_id is not None:
+        body["node_id"] = node_id
+        body["node_status"] = node_status
+    return execution_group(execution_id), body
+
+
+def complete_message(
+    execution_id: object, status: str, duration_ms: int | None, output: Any
+) -> Message:
+    return (
+        execution_group(execution_id),
+        {
+            "type": "execution.complete",
+            "execution_id": str(execution_id),
+            "status": status,
+            "duration_ms": duration_ms,
+            "output": output,
+        },
+    )
+
+
+def failure_notification(
+    *, owner_id: object, execution_id: object, workflow_id: object, workflow_name: str, error: Any
+) -> Message:
+    message = (error or {}).get("message") if isinstance(error, dict) else None
+    return (
+        user_group(owner_id),
+        {
+            "type": "notification",
+            "level": "error",
+            "title": f"Execution of {workflow_name!r} failed",
+            "message": message or "The execution failed.",
+            "execution_id": str(execution_id),
+            "workflow_id": str(workflow_id),
+        },
+    )

@@ -1,0 +1,837 @@
+"""Execution writes: start, run (one task's worth), cancel, retry, delete, and the sweeper.
+
+Public entry point for every trigger (API, webhooks, schedules, admin, shell):
+
+    execution_start(*, workflow, trigger, input, user, idempotency_key=None,
+                    idempotency_scope=None) -> tuple[Execution, bool]
+
+It stores the execution (queued) with one pending node run per node, enqueues
+`run_execution_task` after commit, and returns `(execution, created)`. With an
+`idempotency_key`, the first call's execution is returned with `created=False` for 24 hours
+(scope defaults to `user:<user id>`; webhooks pass `webhook:<token>`); the same key with a
+different workflow or input raises `IdempotencyConflict`.
+
+Every status transition is one conditional UPDATE (`WHERE status = ... [AND lease_owner = me]`),
+so a late or duplicate worker can never move an execution out of a terminal state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connections, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from accounts.models import User
+from autoflow.exceptions import IdempotencyConflict, InvalidState
+from executions import events
+from executions.executor import (
+    Executor,
+    LeaseLost,
+    LogLine,
+    NodeState,
+    Outcome,
+    Plan,
+    plan_build,
+    to_json,
+)
+from executions.models import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    Execution,
+    ExecutionLog,
+    ExecutionStatus,
+    ExecutionTrigger,
+    IdempotencyRecord,
+    NodeResultCache,
+    NodeRun,
+    NodeRunStatus,
+)
+from workflows.models import Workflow, WorkflowVersion
+
+logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_TTL = dt.timedelta(hours=24)
+NODE_FIELDS = (
+    "status",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "output",
+    "error",
+    "cached",
+    "branch",
+    "next_attempt_at",
+    "wait_kind",
+)
+SWEEP_BATCH = 500
+# The process-wide "worker is shutting down" flag, set by the worker's shutdown signal.
+shutdown_requested = threading.Event()
+
+
+# --- Enqueueing ------------------------------------------------------------------------------
+
+
+def _enqueue_now(execution_id: str, countdown: float | None = None) -> bool:
+    """Publish a run task; a broker outage is logged (the sweeper enqueues it later)."""
+    from executions.tasks import run_execution_task
+
+    try:
+        options: dict[str, Any] = {"retry": False, "ignore_result": True}
+        if countdown is not None:
+            options["countdown"] = countdown
+        run_execution_task.apply_async((execution_id,), **options)
+    except Exception:  # kombu/redis raise many types; the database stays the queue of record
+        logger.warning(
+            "could not enqueue execution %s; the sweeper will", execution_id, exc_info=True
+        )
+        return False
+    return True
+
+
+def execution_enqueue_on_commit(*, execution_id: object, countdown: float | None = None) -> None:
+    """Enqueue the run once the current transaction commits (no task before its row)."""
+    transaction.on_commit(lambda: _enqueue_now(str(execution_id), countdown))
+
+
+# --- Start -----------------------------------------------------------------------------------
+
+
+def _version_for(workflow: Workflow, version: int | None = None) -> WorkflowVersion:
+    """The stored version row to run (the workflow's current one unless told otherwise)."""
+    number = workflow.version if version is None else version
+    found = WorkflowVersion.objects.filter(workflow=workflow, version=number).first()
+    if found is not None:
+        return found
+    if number != workflow.version:
+        raise InvalidState(f"Version {number} of this workflow no longer exists.")
+    # A workflow written outside the services (fixtures, data imports) may lack its row.
+    found, _ = WorkflowVersion.objects.get_or_create(
+        workflow=workflow,
+        version=number,
+        defaults={
+            "name": workflow.name,
+            "description": workflow.description,
+            "graph": workflow.graph,
+            "tags": workflow.tags,
+        },
+    )
+    return found
+
+
+def _request_hash(workflow: Workflow, input: Any) -> str:
+    material = to_json({"workflow": str(workflow.pk), "input": input})
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _create_execution(
+    *,
+    workflow: Workflow,
+    version: WorkflowVersion,
+    trigger: str,
+    input: dict[str, Any],
+    user: User | None,
+    retry_of: Execution | None = None,
+    reuse: Mapping[str, NodeRun] | None = None,
+) -> Execution:
+    plan = plan_build(version.graph)
+    now = timezone.now()
+    execution = Execution.objects.create(
+        workflow=workflow,
+        workflow_version=version.version,
+        version=version,
+        trigger=trigger,
+        input=input,
+        created_by=user,
+        retry_of=retry_of,
+        created_at=now,
+        enqueued_at=now,
+        deadline_at=(
+            None
+            if plan.timeout_seconds is None
+            else now + dt.timedelta(seconds=plan.timeout_seconds)
+        ),
+    )
+    runs = []
+    for position, node_id in enumerate(plan.order):
+        previous = (reuse or {}).get(node_id)
+        node_type = plan.nodes[node_id].type
+        if previous is not None and previous.type == node_type:
+            runs.append(
+                NodeRun(
+                    execution=execution,
+                    node_id=node_id,
+                    type=node_type,
+                    position=position,
+                    status=NodeRunStatus.SUCCEEDED,
+                    attempts=previous.attempts,
+                    started_at=previous.started_at,
+                    finished_at=previous.finished_at,
+                    output=previous.output,
+                    cached=previous.cached,
+                    branch=previous.branch,
+                )
+            )
+        else:
+            runs.append(
+                NodeRun(execution=execution, node_id=node_id, type=node_type, position=position)
+            )
+    NodeRun.objects.bulk_create(runs)
+    reused = [run.node_id for run in runs if run.status == NodeRunStatus.SUCCEEDED]
+    message = "Execution queued"
+    data: dict[str, Any] = {"trigger": trigger, "workflow_version": version.version}
+    if retry_of is not None:
+        message = f"Execution queued as a retry of {retry_of.pk}"
+        data["retry_of"] = str(retry_of.pk)
+    if reused:
+        data["reused_nodes"] = reused
+    _append_logs(
+        execution.pk, [LogLine(ts=now, level="info", node_id=None, message=message, data=data)]
+    )
+    execution_enqueue_on_commit(execution_id=execution.pk)
+    return execution
+
+
+def execution_start(
+    *,
+    workflow: Workflow,
+    trigger: str,
+    input: dict[str, Any] | None,
+    user: User | None,
+    idempotency_key: str | None = None,
+    idempotency_scope: str | None = None,
+) -> tuple[Execution, bool]:
+    """Queue an execution of the workflow's current version; see the module docstring."""
+    payload = dict(input or {})
+    if not idempotency_key:
+        with transaction.atomic():
+            version = _version_for(workflow)
+            execution = _create_execution(
+                workflow=workflow, version=version, trigger=trigger, input=payload, user=user
+            )
+        return execution, True
+    scope = idempotency_scope or f"user:{user.pk if user else 'anonymous'}"
+    request_hash = _request_hash(workflow, payload)
+    for _ in range(3):  # bounded: a concurrent first request wins, then we replay it
+        try:
+            with transaction.atomic():
+                replay = _idempotent_replay(scope, idempotency_key, request_hash)
+                if replay is not None:
+                    return replay, False
+                version = _version_for(workflow)
+                execution = _create_execution(
+                    workflow=workflow, version=version, trigger=trigger, input=payload, user=user
+                )
+                IdempotencyRecord.objects.create(
+                    scope=scope,
+                    key=idempotency_key,
+                    request_hash=request_hash,
+                    status=202,
+                    body={"execution_id": str(execution.pk), "status": ExecutionStatus.QUEUED},
+                    execution=execution,
+                )
+                return execution, True
+        except IntegrityError:
+            continue
+    raise IdempotencyConflict("This Idempotency-Key is being used by a concurrent request.")
+
+
+def _idempotent_replay(scope: str, key: str, request_hash: str) -> Execution | None:
+    record = (
+        IdempotencyRecord.objects.select_for_update()
+        .select_related("execution")
+        .filter(scope=scope, key=key)
+        .first()
+    )
+    if record is None:
+        return None
+    expired = record.created_at < timezone.now() - IDEMPOTENCY_TTL
+    if expired or record.execution is None:
+        record.delete()
+        return None
+    if record.request_hash != request_hash:
+        raise IdempotencyConflict()
+    return record.execution
+
+
+# --- Logs ------------------------------------------------------------------------------------
+
+
+def _log_row(execution_id: Any, seq: int, line: LogLine) -> ExecutionLog:
+    return ExecutionLog(
+        execution_id=execution_id,
+        seq=seq,
+        ts=line.ts,
+        level=line.level,
+        node_id=line.node_id,
+        message=line.message,
+        data=line.data,
+    )
+
+
+def log_line_body(row: ExecutionLog) -> dict[str, Any]:
+    """The SPEC's log line shape."""
+    return {
+        "seq": row.seq,
+        "ts": row.ts.isoformat(),
+        "level": row.level,
+        "node_id": row.node_id,
+        "message": row.message,
+        "data": row.data,
+    }
+
+
+def _append_logs(
+    execution_id: Any,
+    lines: list[LogLine],
+    *,
+    guard: Q | None = None,
+    changes: Mapping[str, Any] | None = None,
+) -> int:
+    """Store lines with gap-free seqs (the counter row lock orders writers); publish after commit.
+
+    `changes` are applied to the execution row in the same guarded UPDATE. Returns the number
+    of rows that UPDATE matched: 0 means the guard failed and nothing was written. Must run
+    inside a transaction.
+    """
+    count = len(lines)
+    queryset = Execution.objects.filter(pk=execution_id)
+    if guard is not None:
+        queryset = queryset.filter(guard)
+    if count == 0:
+        if changes:
+            return queryset.update(**changes)
+        return 1 if guard is None else int(queryset.exists())
+    matched = queryset.update(next_log_seq=F("next_log_seq") + count, **(changes or {}))
+    if matched == 0:
+        return 0
+    next_seq = Execution.objects.filter(pk=execution_id).values_list("next_log_seq", flat=True)[0]
+    first = next_seq - count
+    rows = [_log_row(execution_id, first + index, line) for index, line in enumerate(lines)]
+    ExecutionLog.objects.bulk_create(rows)
+    events.publish_on_commit([events.logs_message(execution_id, [log_line_body(r) for r in rows])])
+    return matched
+
+
+# --- The database run store ------------------------------------------------------------------
+
+
+def _node_state(row: NodeRun) -> NodeState:
+    return NodeState(
+        node_id=row.node_id,
+        type=row.type,
+        status=row.status,
+        attempts=row.attempts,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        output=row.output,
+        error=row.error,
+        cached=row.cached,
+        branch=row.branch,
+        next_attempt_at=row.next_attempt_at,
+        wait_kind=row.wait_kind,
+    )
+
+
+class DatabaseRunStore:
+    """The executor's store: every write is guarded by `status = running AND lease_owner = me`."""
+
+    def __init__(self, *, execution: Execution, lease_owner: str, node_pks: dict[str, int]) -> None:
+        self.execution = execution
+        self.lease_owner = lease_owner
+        self.node_pks = node_pks
+        self.guard = Q(status=ExecutionStatus.RUNNING, lease_owner=lease_owner)
+        self._cancel = execution.cancel_requested
+        self.lost = threading.Event()
+
+    # -- lease ----------------------------------------------------------------------------
+
+    def _lease_until(self) -> dt.datetime:
+        return timezone.now() + dt.timedelta(seconds=settings.EXECUTION_LEASE_SECONDS)
+
+    def heartbeat(self) -> None:
+        """Renew the lease and refresh the cancel flag (called from the heartbeat thread)."""
+        renewed = (
+            Execution.objects.filter(pk=self.execution.pk)
+            .filter(self.guard)
+            .update(lease_expires_at=self._lease_until())
+        )
+        if renewed == 0:
+            self.lost.set()
+            return
+        flag = Execution.objects.filter(pk=self.execution.pk).values_list(
+            "cancel_requested", flat=True
+        )
+        self._cancel = bool(flag and flag[0])
+
+    @contextmanager
+    def heartbeating(self) -> Iterator[None]:
+        stop = threading.Event()
+        interval = max(settings.EXECUTION_LEASE_SECONDS / 3, 0.5)
+
+        def beat() -> None:
+            try:
+                while not stop.wait(interval):
+                    try:
+                        self.heartbeat()
+                    except Exception:  # a database blip: the next beat tries again
+                        logger.warning("execution heartbeat failed", exc_info=True)
+            finally:
+                connections.close_all()  # this thread's own connections only
+
+        thread = threading.Thread(target=beat, name="autoflow-lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(5)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _write_nodes(self, nodes: list[NodeState]) -> list[events.Message]:
+        if not nodes:
+            return []
+        rows = [
+            NodeRun(pk=self.node_pks[state.node_id], **{f: getattr(state, f) for f in NODE_FIELDS})
+            for state in nodes
+        ]
+        NodeRun.objects.bulk_update(rows, NODE_FIELDS)
+        return [
+            events.status_message(
+                self.execution.pk,
+                ExecutionStatus.RUNNING,
+                node_id=state.node_id,
+                node_status=state.status,
+            )
+            for state in nodes
+        ]
+
+    def _write(
+        self, nodes: list[NodeState], logs: list[LogLine], **execution_changes: Any
+    ) -> list[events.Message]:
+        """Guarded write of node runs, log lines and execution fields, in one transaction."""
+        changes = execution_changes or {"lease_expires_at": self._lease_until()}
+        if _append_logs(self.execution.pk, logs, guard=self.guard, changes=changes) == 0:
+            raise LeaseLost
+        return self._write_nodes(nodes)
+
+    def checkpoint(self, *, nodes: list[NodeState], logs: list[LogLine]) -> bool:
+        with transaction.atomic():
+            messages = self._write(nodes, logs)
+            flag = Execution.objects.filter(pk=self.execution.pk).values_list(
+                "cancel_requested", flat=True
+            )[0]
+            events.publish_on_commit(messages)
+        self._cancel = self._cancel or bool(flag)
+        return self._cancel
+
+    def finish(
+        self,
+        *,
+        status: str,
+        output: Any,
+        error: dict[str, Any] | None,
+        nodes: list[NodeState],
+        logs: list[LogLine],
+    ) -> None:
+        now = timezone.now()
+        started = self.execution.started_at or now
+        duration_ms = max(int((now - started).total_seconds() * 1000), 0)
+        with transaction.atomic():
+            messages = self._write(
+                nodes,
+                logs,
+                status=status,
+                output=output,
+                error=error,
+                finished_at=now,
+                duration_ms=duration_ms,
+                lease_owner="",
+                lease_expires_at=None,
+                wake_at=None,
+            )
+            messages.append(events.status_message(self.execution.pk, status))
+            messages.append(events.complete_message(self.execution.pk, status, duration_ms, output))
+            if status == ExecutionStatus.FAILED:
+                workflow = self.execution.workflow
+                messages.append(
+                    events.failure_notification(
+                        owner_id=workflow.owner_id,
+                        execution_id=self.execution.pk,
+                        workflow_id=workflow.pk,
+                        workflow_name=workflow.name,
+                        error=error,
+                    )
+                )
+            events.publish_on_commit(messages)
+
+    def wait(self, *, wake_at: dt.datetime, nodes: list[NodeState], logs: list[LogLine]) -> None:
+        with transaction.atomic():
+            messages = self._write(
+                nodes,
+                logs,
+                status=ExecutionStatus.WAITING,
+                wake_at=wake_at,
+                lease_owner="",
+                lease_expires_at=None,
+            )
+            messages.append(events.status_message(self.execution.pk, ExecutionStatus.WAITING))
+            events.publish_on_commit(messages)
+            _schedule_wake(self.execution.pk, wake_at)
+
+    def release(self, *, nodes: list[NodeState], logs: list[LogLine]) -> None:
+        # Shutting down: park the run as due now, for any worker to pick up at once.
+        now = timezone.now()
+        released = [
+            *logs,
+            LogLine(
+                ts=now, level="info", node_id=None, message="Worker shutting down; run handed back"
+            ),
+        ]
+        with transaction.atomic():
+            messages = self._write(
+                nodes,
+                released,
+                status=ExecutionStatus.WAITING,
+                wake_at=now,
+                lease_owner="",
+                lease_expires_at=None,
+            )
+            events.publish_on_commit(messages)
+            execution_enqueue_on_commit(execution_id=self.execution.pk)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def cancel_requested(self) -> bool:
+        return self._cancel
+
+    def cache_get(self, key: str) -> tuple[bool, Any]:
+        found = (
+            NodeResultCache.objects.filter(key=key, expires_at__gt=timezone.now())
+            .values("output")
+            .first()
+        )
+        if found is None:
+            return False, None
+        return True, found["output"]
+
+    def cache_put(self, key: str, output: Any, ttl_seconds: float) -> None:
+        expires_at = timezone.now() + dt.timedelta(seconds=ttl_seconds)
+        NodeResultCache.objects.update_or_create(
+            key=key, defaults={"output": output, "expires_at": expires_at}
+        )
+
+    def credential(self, credential_id: str) -> tuple[Mapping[str, Any], list[str]] | None:
+        from workflows.credentials import credential_data_for_run, credential_secret_values
+
+        data = credential_data_for_run(
+            owner_id=self.execution.workflow.owner_id, credential_id=credential_id
+        )
+        if data is None:
+            return None
+        return data, credential_secret_values(data)
+
+
+def _schedule_wake(execution_id: object, wake_at: dt.datetime) -> None:
+    """Short waits ride a Celery countdown; long ones are left to the sweeper.
+
+    Redis redelivers unacknowledged ETA tasks after the visibility timeout and workers hold
+    them in memory, so long countdowns are the wrong tool.
+    """
+    delay = (wake_at - timezone.now()).total_seconds()
+    if delay <= settings.EXECUTION_COUNTDOWN_MAX_SECONDS:
+        execution_enqueue_on_commit(execution_id=execution_id, countdown=max(delay, 0.0))
+
+
+# --- Run -------------------------------------------------------------------------------------
+
+
+def _new_lease_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def _claim(execution_id: str, lease_owner: str, now: dt.datetime) -> Execution | None:
+    """Take the run with one conditional UPDATE; None when someone else holds it or it is done."""
+    claimable = (
+        Q(status=ExecutionStatus.QUEUED)
+        | Q(status=ExecutionStatus.WAITING, wake_at__lte=now)
+        | Q(status=ExecutionStatus.RUNNING, lease_expires_at__lt=now)
+    )
+    claimed = (
+        Execution.objects.filter(pk=execution_id)
+        .filter(claimable)
+        .update(
+            recovery_count=Case(
+                When(status=ExecutionStatus.RUNNING, then=F("recovery_count") + 1),
+                default=F("recovery_count"),
+            ),
+            status=ExecutionStatus.RUNNING,
+            lease_owner=lease_owner,
+            lease_expires_at=now + dt.timedelta(seconds=settings.EXECUTION_LEASE_SECONDS),
+            started_at=Coalesce(F("started_at"), Value(now)),
+            wake_at=None,
+        )
+    )
+    if claimed == 0:
+        return None
+    return Execution.objects.select_related("version", "workflow").get(pk=execution_id)
+
+
+def _reschedule_unclaimed(execution_id: str) -> None:
+    """A task that found nothing to claim: re-arm an early wake-up; anything else is not ours."""
+    row = Execution.objects.filter(pk=execution_id).values("status", "wake_at").first()
+    if row and row["status"] == ExecutionStatus.WAITING and row["wake_at"] is not None:
+        delay = (row["wake_at"] - timezone.now()).total_seconds()
+        if 0 < delay <= settings.EXECUTION_COUNTDOWN_MAX_SECONDS:
+            _enqueue_now(execution_id, countdown=delay)
+
+
+def execution_run(*, execution_id: str, heartbeat: bool = True) -> Outcome | None:
+    """Claim the execution and advance it as far as it goes; idempotent, safe to repeat."""
+    lease_owner = _new_lease_owner()
+    claimed_at = timezone.now()
+    execution = _claim(execution_id, lease_owner, claimed_at)
+    if execution is None:
+        _reschedule_unclaimed(execution_id)
+        return None
+    rows = list(NodeRun.objects.filter(execution=execution))
+    store = DatabaseRunStore(
+        execution=execution, lease_owner=lease_owner, node_pks={r.node_id: r.pk for r in rows}
+    )
+    nodes = {row.node_id: _node_state(row) for row in rows}
+    try:
+        with transaction.atomic():
+            first_claim = execution.started_at == claimed_at
+            lines = []
+            if execution.recovery_count > 0:
+                lines.append(
+                    LogLine(
+                        ts=timezone.now(),
+                        level="warning",
+                        node_id=None,
+                        message=f"Execution resumed after its worker was lost "
+                        f"({execution.recovery_count} time(s))",
+                    )
+                )
+            elif first_claim:
+                lines.append(
+                    LogLine(
+                        ts=timezone.now(), level="info", node_id=None, message="Execution started"
+                    )
+                )
+            if lines:
+                store._write([], lines)
+            events.publish_on_commit([events.status_message(execution.pk, ExecutionStatus.RUNNING)])
+        if execution.recovery_count > settings.EXECUTION_MAX_RECOVERIES:
+            return _fail_worker_lost(store, nodes)
+        try:
+            plan = plan_build(execution.version.graph)
+        except (KeyError, TypeError, ValueError) as error:
+            store.finish(
+                status=ExecutionStatus.FAILED,
+                output=None,
+                error={
+                    "code": "node_error",
+                    "message": f"The graph cannot run: {error}",
+                    "node_id": None,
+                },
+                nodes=[],
+                logs=[],
+            )
+            return Outcome(status=ExecutionStatus.FAILED)
+        executor = Executor(
+            plan=plan,
+            execution_id=str(execution.pk),
+            input=execution.input or {},
+            nodes=nodes,
+            store=store,
+            deadline_at=execution.deadline_at,
+            output_max_bytes=settings.NODE_OUTPUT_MAX_BYTES,
+            should_stop=lambda: shutdown_requested.is_set() or store.lost.is_set(),
+        )
+        if heartbeat:
+            with store.heartbeating():
+                return executor.run()
+        return executor.run()
+    except LeaseLost:
+        logger.info("execution %s: lease lost, another worker owns it now", execution_id)
+        return None
+
+
+def _fail_worker_lost(store: DatabaseRunStore, nodes: dict[str, NodeState]) -> Outcome:
+    now = timezone.now()
+    error = {
+        "code": "worker_lost",
+        "message": f"The worker running this execution was lost more than "
+        f"{settings.EXECUTION_MAX_RECOVERIES} times; giving up.",
+        "node_id": None,
+    }
+    changed = []
+    for state in nodes.values():
+        if state.status in ("running", "waiting"):
+            error["node_id"] = error["node_id"] or state.node_id
+            state.status = "failed"
+            state.error = {"code": "worker_lost", "message": error["message"]}
+            state.finished_at = now
+            changed.append(state)
+    line = LogLine(
+        ts=now, level="error", node_id=None, message=str(error["message"]), data={"error": error}
+    )
+    store.finish(
+        status=ExecutionStatus.FAILED, output=None, error=error, nodes=changed, logs=[line]
+    )
+    return Outcome(status=ExecutionStatus.FAILED, error=error)
+
+
+# --- Cancel, retry, delete -------------------------------------------------------------------
+
+
+def execution_cancel(*, execution: Execution, by: User | None) -> str:
+    """Cancel: queued or waiting stop at once; a running one stops before its next node.
+
+    Returns the status to report: `cancelled`, or `running` while the worker winds down.
+    """
+    now = timezone.now()
+    error = {"code": "cancelled", "message": "The execution was cancelled.", "node_id": None}
+    who = f" by {by.email}" if by is not None else ""
+    with transaction.atomic():
+        stopped = Execution.objects.filter(
+            pk=execution.pk, status__in=[ExecutionStatus.QUEUED, ExecutionStatus.WAITING]
+        ).update(
+            status=ExecutionStatus.CANCELLED,
+            finished_at=now,
+            error=error,
+            wake_at=None,
+            cancel_requested=True,
+        )
+        if stopped:
+            NodeRun.objects.filter(
+                execution=execution,
+                status__in=[NodeRunStatus.PENDING, NodeRunStatus.WAITING, NodeRunStatus.RUNNING],
+            ).update(
+                status=NodeRunStatus.CANCELLED, finished_at=now, next_attempt_at=None, wait_kind=""
+            )
+            started = Execution.objects.filter(pk=execution.pk).values_list(
+                "started_at", flat=True
+            )[0]
+            duration_ms = int((now - started).total_seconds() * 1000) if started else None
+            Execution.objects.filter(pk=execution.pk).update(duration_ms=duration_ms)
+            _append_logs(
+                execution.pk,
+                [
+                    LogLine(
+                        ts=now, level="warning", node_id=None, message=f"Execution cancelled{who}"
+                    )
+                ],
+            )
+            events.publish_on_commit(
+                [
+                    events.status_message(execution.pk, ExecutionStatus.CANCELLED),
+                    events.complete_message(
+                        execution.pk, ExecutionStatus.CANCELLED, duration_ms, None
+                    ),
+                ]
+            )
+            return ExecutionStatus.CANCELLED
+        asked = Execution.objects.filter(pk=execution.pk, status=ExecutionStatus.RUNNING).update(
+            cancel_requested=True
+        )
+        if asked:
+            _append_logs(
+                execution.pk,
+                [LogLine(ts=now, level="warning", node_id=None, message=f"Cancel requested{who}")],
+            )
+            return ExecutionStatus.RUNNING
+    raise InvalidState("Only a queued, running or waiting execution can be cancelled.")
+
+
+def execution_retry(
+    *, execution: Execution, by: User | None, from_failed_node: bool = False, version: str = "same"
+) -> Execution:
+    """Queue a new execution linked by `retry_of`; only a failed or cancelled one may be retried."""
+    if execution.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
+        raise InvalidState("Only a failed or cancelled execution can be retried.")
+    workflow = execution.workflow
+    with transaction.atomic():
+        version_row = _version_for(workflow) if version == "latest" else execution.version
+        reuse: dict[str, NodeRun] = {}
+        if from_failed_node:
+            reuse = {
+                run.node_id: run
+                for run in execution.node_runs.filter(status=NodeRunStatus.SUCCEEDED)
+            }
+        return _create_execution(
+            workflow=workflow,
+            version=version_row,
+            trigger=ExecutionTrigger.RETRY,
+            input=execution.input or {},
+            user=by,
+            retry_of=execution,
+            reuse=reuse,
+        )
+
+
+def execution_delete(*, execution: Execution) -> None:
+    """Delete a finished execution with its node runs and log; 409 while it is active."""
+    deleted, _ = Execution.objects.filter(pk=execution.pk, status__in=TERMINAL_STATUSES).delete()
+    if deleted == 0:
+        raise InvalidState("Only a finished execution can be deleted; cancel it first.")
+
+
+# --- The sweeper -----------------------------------------------------------------------------
+
+
+def executions_sweep() -> dict[str, int]:
+    """Wake due waits, take over lapsed leases, re-enqueue queued runs nobody took; tidy up."""
+    now = timezone.now()
+    grace = dt.timedelta(seconds=1)
+    due = list(
+        Execution.objects.filter(
+            status=ExecutionStatus.WAITING, wake_at__lte=now - grace
+        ).values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    lost = list(
+        Execution.objects.filter(
+            status=ExecutionStatus.RUNNING, lease_expires_at__lt=now
+        ).values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    stale_before = now - dt.timedelta(seconds=settings.EXECUTION_REQUEUE_AFTER_SECONDS)
+    stale = list(
+        Execution.objects.filter(status=ExecutionStatus.QUEUED)
+        .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale_before))
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    if stale:
+        Execution.objects.filter(pk__in=stale, status=ExecutionStatus.QUEUED).update(
+            enqueued_at=now
+        )
+    enqueued = sum(_enqueue_now(str(pk)) for pk in [*due, *lost, *stale])
+    IdempotencyRecord.objects.filter(created_at__lt=now - IDEMPOTENCY_TTL).delete()
+    NodeResultCache.objects.filter(expires_at__lt=now).delete()
+    counts = {"due": len(due), "lost": len(lost), "stale": len(stale), "enqueued": enqueued}
+    if due or lost or stale:
+        logger.info("execution sweep: %s", counts)
+    return counts
+
+
+def execution_active_statuses() -> frozenset[str]:
+    """Statuses of an execution that has not finished."""
+    return ACTIVE_STATUSES
+
+
+def plan_for_execution(execution: Execution) -> Plan:
+    """The plan an execution follows (its recorded version's graph)."""
+    return plan_build(execution.version.graph)
