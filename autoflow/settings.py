@@ -9,6 +9,7 @@ Two modes, chosen by configuration alone:
 from __future__ import annotations
 
 import sys
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -344,6 +345,9 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG or TESTING
+if WHITENOISE_USE_FINDERS:
+    # Files come from the finders here, so an uncollected STATIC_ROOT is expected, not a fault.
+    warnings.filterwarnings("ignore", message=r"No directory at: .*staticfiles")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
