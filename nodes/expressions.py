@@ -136,10 +136,16 @@ def _check_str_method(receiver: str, name: str, args: Sequence[Any]) -> None:
             raise SecurityError("join result too large")
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    return str(value)
+
+
 def _finalize(value: Any) -> Any:
     """Print objects, lists, booleans and null as JSON inside a string template."""
     if isinstance(value, (Mapping, list, tuple, bool)) or value is None:
-        return json.dumps(to_plain(value), default=str)
+        return json.dumps(value, default=_json_default)
     return value
 
 
@@ -208,6 +214,8 @@ def _make_environment() -> _Sandbox:
     environment = _Sandbox(undefined=_Undefined, autoescape=False, finalize=_finalize)
     for name in ("lipsum", "cycler", "joiner"):
         environment.globals.pop(name, None)
+    # The engine hands templates read-only mappings; `tojson` must print them like dicts.
+    environment.policies["json.dumps_kwargs"] = {"sort_keys": True, "default": _json_default}
     environment.filters["format"] = _bounded_format
     environment.filters["center"] = _bounded_center
     environment.filters["indent"] = _bounded_indent

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from nodes.base import Node, NodeContext, NodeParams, NodeResult
+from nodes.expressions import to_plain
 from nodes.registry import register
 
 
@@ -25,7 +26,7 @@ class DebugNode(Node):
         ctx.log(params.level, message, None)
         parents = [parent for parent in ctx.parents if parent in ctx.nodes]
         if len(parents) == 1:
-            return NodeResult(output=ctx.nodes[parents[0]])
+            return NodeResult(output=to_plain(ctx.nodes[parents[0]]))
         if not parents:
             return NodeResult(output=None)
-        return NodeResult(output={parent: ctx.nodes[parent] for parent in parents})
+        return NodeResult(output={parent: to_plain(ctx.nodes[parent]) for parent in parents})

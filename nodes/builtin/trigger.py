@@ -9,6 +9,7 @@ import pydantic
 from croniter import croniter
 
 from nodes.base import Node, NodeContext, NodeParams, NodeResult
+from nodes.expressions import to_plain
 from nodes.registry import register
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -77,4 +78,4 @@ class TriggerNode(Node):
     allows_templates = False
 
     def run(self, ctx: NodeContext, params: TriggerParams) -> NodeResult:
-        return NodeResult(output=ctx.input)
+        return NodeResult(output=to_plain(ctx.input))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import tracemalloc
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -136,6 +137,18 @@ def test_compiled_once_and_cached():
     info = _compile_expression.cache_info()
     assert info.misses == 1
     assert info.hits == 4
+
+
+def test_read_only_views_from_the_engine_render_like_plain_data():
+    frozen = make_scope(
+        MappingProxyType({"obj": MappingProxyType({"a": (1, 2)}), "n": 1}),
+        {"prev": MappingProxyType({"list": (MappingProxyType({"k": "v"}),)})},
+    )
+    assert render_value("{{ input.obj }}", frozen) == {"a": [1, 2]}
+    assert render_value("{{ input.obj | tojson }}", frozen) == '{"a": [1, 2]}'
+    assert render_value("x={{ nodes.prev.list }}", frozen) == 'x=[{"k": "v"}]'
+    assert render_value("{{ nodes.prev.list[0].k }}", frozen) == "v"
+    assert render_value("{{ input.obj.a | length }}", frozen) == 2
 
 
 def test_scope_is_read_only():
