@@ -30,7 +30,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connections, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, DateTimeField, F, PositiveIntegerField, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -250,7 +250,7 @@ def execution_start(
 
 def _idempotent_replay(scope: str, key: str, request_hash: str) -> Execution | None:
     record = (
-        IdempotencyRecord.objects.select_for_update()
+        IdempotencyRecord.objects.select_for_update(of=("self",))
         .select_related("execution")
         .filter(scope=scope, key=key)
         .first()
@@ -577,11 +577,12 @@ def _claim(execution_id: str, lease_owner: str, now: dt.datetime) -> Execution |
             recovery_count=Case(
                 When(status=ExecutionStatus.RUNNING, then=F("recovery_count") + 1),
                 default=F("recovery_count"),
+                output_field=PositiveIntegerField(),
             ),
             status=ExecutionStatus.RUNNING,
             lease_owner=lease_owner,
             lease_expires_at=now + dt.timedelta(seconds=settings.EXECUTION_LEASE_SECONDS),
-            started_at=Coalesce(F("started_at"), Value(now)),
+            started_at=Coalesce(F("started_at"), Value(now), output_field=DateTimeField()),
             wake_at=None,
         )
     )
