@@ -103,6 +103,15 @@ def _clean(message: str) -> str:
     return message.removeprefix("Value error, ")
 
 
+def scalar_as_text(value: Any) -> Any:
+    """Let a template that renders a number or boolean fill a text field (`"{{ input.n }}"`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
 def is_saving(info: pydantic.ValidationInfo) -> bool:
     """Say whether a validator runs at save time (where templates stand in for values)."""
     context = info.context

@@ -14,17 +14,18 @@ import ssl
 from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any, Literal
+from typing import Any
 
 import pydantic
 
 from nodes.base import Node, NodeContext, NodeError, NodeParams, NodeResult
 from nodes.expressions import is_template
-from nodes.params import is_saving
+from nodes.params import is_saving, scalar_as_text
 from nodes.registry import register
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 MAX_RECIPIENTS = 100
+SECURITY_MODES = ("starttls", "tls", "none")
 _ADDRESS = re.compile(r"\A[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]{2,}\Z")
 
 
@@ -59,6 +60,11 @@ class EmailParams(NodeParams):
     @classmethod
     def _addresses(cls, value: list[str], info: pydantic.ValidationInfo) -> list[str]:
         return [_check_address(item, info) for item in value]
+
+    @pydantic.field_validator("subject", "text", "html", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return scalar_as_text(value)
 
     @pydantic.field_validator("subject")
     @classmethod
@@ -126,7 +132,11 @@ class EmailNode(Node):
         host = str(credential.get("host") or "")
         if not host:
             raise NodeError("The SMTP credential has no host.")
-        security: Literal["starttls", "tls", "none"] = credential.get("security", "starttls")
+        security = credential.get("security") or "starttls"
+        if security not in SECURITY_MODES:
+            raise NodeError(
+                f"The SMTP credential's security must be one of {', '.join(SECURITY_MODES)}."
+            )
         port = int(credential.get("port") or (465 if security == "tls" else 587))
         timeout = min(ctx.timeout_seconds or DEFAULT_TIMEOUT_SECONDS, DEFAULT_TIMEOUT_SECONDS)
         sender = _sender(credential)

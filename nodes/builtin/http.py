@@ -32,7 +32,7 @@ from requests_hardened.ip_filter_adapter import IPFilterAdapter
 
 from nodes.base import Node, NodeContext, NodeError, NodeParams, NodeResult
 from nodes.expressions import is_template
-from nodes.params import is_saving
+from nodes.params import is_saving, scalar_as_text
 from nodes.registry import register
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -235,6 +235,18 @@ class HttpParams(NodeParams):
         if not parts.hostname:
             raise ValueError("The URL has no host.")
         return value.strip()
+
+    @pydantic.field_validator("headers", mode="before")
+    @classmethod
+    def _header_text(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {key: scalar_as_text(item) for key, item in value.items()}
+        return value
+
+    @pydantic.field_validator("body", mode="before")
+    @classmethod
+    def _body_text(cls, value: Any) -> Any:
+        return scalar_as_text(value)
 
     @pydantic.field_validator("headers")
     @classmethod

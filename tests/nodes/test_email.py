@@ -136,6 +136,13 @@ def test_message_arrives_with_headers_bodies_and_bcc_only_in_the_envelope(smtp):
     assert b"<p>Html 42</p>" in parts["text/html"]
 
 
+def test_numbers_fill_text_fields(smtp):
+    recorder, port = smtp
+    send(port, {**BASE, "subject": "{{ input.n }}", "text": "{{ input.n * 2 }}"}, input={"n": 21})
+    message = email.message_from_bytes(recorder.envelopes[0].original_content or b"")
+    assert message["Subject"] == "21"
+
+
 def test_single_templated_address_is_a_list_of_one(smtp):
     recorder, port = smtp
     output = send(port, {**BASE, "to": "{{ input.to }}"}, input={"to": "bob@example.org"})

@@ -134,14 +134,17 @@ def http_error(params: dict[str, Any], **kwargs: Any) -> NodeError:
 @ALLOW_LOCAL
 def test_get_json_with_query_and_headers(server: HTTPServer):
     server.expect_request(
-        "/items/7", method="GET", query_string={"page": "2", "tag": "x"}, headers={"X-Trace": "abc"}
+        "/items/7",
+        method="GET",
+        query_string={"page": "2", "tag": "x"},
+        headers={"X-Trace": "abc", "X-Count": "3"},
     ).respond_with_json({"id": 7, "ok": True}, headers={"X-Reply": "yes"})
     output = http(
         {
             "method": "get",
             "url": server.url_for("/items/{{ input.id }}"),
             "query": {"page": "{{ input.page }}", "tag": "x"},
-            "headers": {"X-Trace": "abc"},
+            "headers": {"X-Trace": "abc", "X-Count": "{{ input.page + 1 }}"},
         },
         input={"id": 7, "page": 2},
     )
