@@ -378,11 +378,12 @@ class HttpNode(Node):
             headers.setdefault("Content-Type", "application/json")
         ctx.log(
             "info",
-            f"{params.method} {params.url}",
+            f"{params.method} {_without_userinfo(params.url)}",
             {"headers": _redacted(headers, secret_headers)},
         )
         started = time.monotonic()
-        deadline = started + params.timeout_seconds
+        timeout = min(params.timeout_seconds, ctx.timeout_seconds or params.timeout_seconds)
+        deadline = started + timeout
         response = self._send(params, query, headers, data, set(secret_headers), deadline)
         try:
             status = response.status_code
@@ -492,6 +493,14 @@ def _request_error(exc: requests.RequestException) -> NodeError:
     ):
         return NodeError(f"The URL is not valid: {_short(exc)}")
     return NodeError(f"The request failed: {_short(exc)}", code="connection_error", retryable=True)
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:{REDACTED}@{parts.netloc.rpartition('@')[2]}"
+    return parts._replace(netloc=netloc).geturl()
 
 
 def _short(exc: Exception) -> str:

@@ -216,6 +216,31 @@ def test_credentials_are_sent_but_never_output_or_logged(server, credential, hea
     assert log.lines[0][2]["headers"][header] == "***"
 
 
+@ALLOW_LOCAL
+def test_password_in_the_url_is_not_logged(server: HTTPServer):
+    server.expect_request("/u").respond_with_data("ok")
+    log = LogCollector()
+    url = server.url_for("/u").replace("http://", "http://ada:hunter2@")
+    http({"url": url}, log=log)
+    assert "hunter2" not in json.dumps(log.lines)
+    assert "ada:***@" in log.lines[0][1]
+
+
+@ALLOW_LOCAL
+def test_node_timeout_bounds_the_request(server: HTTPServer):
+    def slow(request: Request) -> Response:
+        time.sleep(1.5)
+        return Response("late")
+
+    server.expect_request("/slower").respond_with_handler(slow)
+    started = time.monotonic()
+    error = http_error(
+        {"url": server.url_for("/slower"), "timeout_seconds": 60}, timeout_seconds=0.3
+    )
+    assert error.code == "node_timeout"
+    assert time.monotonic() - started < 1.4
+
+
 def test_missing_credential_fails_cleanly():
     error = http_error({"url": "https://example.org", "credential": "cred-1"})
     assert error.code == "node_error"
