@@ -89,9 +89,11 @@ INSTALLED_APPS = [
     "workflows",
     "executions",
     "live",
+    "ops",
 ]
 
 MIDDLEWARE = [
+    "ops.metrics.RequestMetricsMiddleware",
     "autoflow.middleware.RequestIdMiddleware",
     "autoflow.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -394,6 +396,13 @@ CELERY_BEAT_SCHEDULE["sweep-executions"] = {
     "task": "executions.tasks.sweep_executions_task",
     "schedule": timedelta(seconds=EXECUTION_SWEEP_SECONDS),
     "options": {"expires": EXECUTION_SWEEP_SECONDS},
+}
+
+# Retention: a daily beat task deletes finished executions older than these, in batches.
+EXECUTION_PRUNE_BATCH_SIZE = env_int("EXECUTION_PRUNE_BATCH_SIZE", default=1000, minimum=1)
+CELERY_BEAT_SCHEDULE["prune-executions"] = {
+    "task": "ops.tasks.prune_executions_task",
+    "schedule": timedelta(days=1),
 }
 
 # --- Logging --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from autoflow import views
+from ops.views import MetricsView
 
 api_patterns = [
     path("", include("accounts.urls")),
@@ -12,6 +13,7 @@ api_patterns = [
 
 urlpatterns = [
     path("health", views.HealthView.as_view(), name="health"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
     path("api", views.ApiIndexView.as_view(), name="api-index"),
     path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
