@@ -77,6 +77,9 @@ class CredentialInputSerializer(serializers.Serializer[Any]):
 class CredentialListView(GenericAPIView[Credential]):
     """JWT only: no `scopes`, so an API key is refused with `permission_denied`."""
 
+    # For the schema only; rows come from the selector.
+    queryset = Credential.objects.none()
+
     @extend_schema(
         responses={200: CredentialOutputSerializer(many=True), **error_responses(401, 403)},
         summary="List your credentials (secrets shown as ***)",
@@ -288,6 +291,7 @@ IF_MATCH = OpenApiParameter(
 
 class WorkflowListView(GenericAPIView[Workflow]):
     scopes = WORKFLOW_SCOPES
+    queryset = Workflow.objects.none()
 
     @extend_schema(
         parameters=[WorkflowFilterSerializer],
@@ -415,6 +419,7 @@ class WorkflowVersionDetailOutputSerializer(WorkflowVersionOutputSerializer):
 
 class WorkflowVersionListView(GenericAPIView[WorkflowVersion]):
     scopes = WORKFLOW_SCOPES
+    queryset = WorkflowVersion.objects.none()
 
     @extend_schema(
         responses={

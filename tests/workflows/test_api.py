@@ -556,3 +556,45 @@ def test_other_user_in_cast_cannot_infer_private_workflow_by_listing(owner, outs
         client = client_for(user)
         for query in ("search=secret", "tag=hidden", f"owner={owner.id}", "ordering=name"):
             assert client.get(f"/api/workflows?{query}").json()["count"] == 0
+
+
+def test_other_user_cannot_read_change_list_or_infer_anything_private(owner, outsider):
+    # given: owner's private workflow, credential and API key
+    workflow = WorkflowFactory.create(owner=owner, name="private plan", tags=["hush"])
+    secret = credential_create(owner=owner, name="c", type="http_bearer", data={"token": "tk"})
+    key_response = client_for(owner).post(
+        "/api/api-keys", {"name": "k", "scopes": ["workflows:read"]}, format="json"
+    )
+    key_id = key_response.json()["id"]
+    client = client_for(outsider)
+    w = f"/api/workflows/{workflow.id}"
+    c = f"/api/credentials/{secret.id}"
+    # when: every endpoint is tried as the other user
+    not_found = [
+        client.get(w),
+        client.put(w, {"name": "x", "graph": simple_graph(), "version": 1}, format="json"),
+        client.patch(w, {"name": "x"}, format="json", HTTP_IF_MATCH='"1"'),
+        client.delete(w),
+        client.post(f"{w}/duplicate"),
+        client.get(f"{w}/versions"),
+        client.get(f"{w}/versions/1"),
+        client.post(f"{w}/versions/1/restore", {"version": 1}, format="json"),
+        client.get(c),
+        client.put(c, {"name": "x", "type": "http_bearer", "data": {"token": "z"}}, format="json"),
+        client.delete(c),
+        client.delete(f"/api/api-keys/{key_id}"),
+    ]
+    # then
+    for response in not_found:
+        assert _error(response) == (404, "not_found"), response.request
+    assert client.get("/api/workflows").json()["count"] == 0
+    assert client.get("/api/credentials").json()["count"] == 0
+    assert client.get("/api/api-keys").json()["count"] == 0
+    # and referencing the owner's credential from one's own graph says nothing about it
+    response = client.post(
+        "/api/workflows", {"name": "probe", "graph": _http_graph(str(secret.id))}, format="json"
+    )
+    assert _error(response) == (400, "graph_invalid")
+    stored = Workflow.objects.get(pk=workflow.id)
+    assert (stored.name, stored.version) == ("private plan", 1)
+    assert client_for(owner).get(c).json()["name"] == "c"

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
+from nodes.registry import node_types
 from tests.conftest import client_for
 from tests.factories import WorkflowFactory, simple_graph
 from workflows.models import Workflow, WorkflowVersion
@@ -20,6 +21,9 @@ ROUNDS = 5
 
 def _race(calls: list[Callable[[], Any]]) -> list[Any]:
     """Run each call in its own thread (own database connection), released together."""
+    # The node registry loads lazily and not thread-safely (reported); load it before
+    # racing so these tests measure locking only.
+    node_types()
     barrier = threading.Barrier(len(calls))
     results: list[Any] = [None] * len(calls)
 
@@ -27,6 +31,8 @@ def _race(calls: list[Callable[[], Any]]) -> list[Any]:
         try:
             barrier.wait(timeout=10)
             results[index] = calls[index]()
+        except Exception as error:  # surfaced below, in the test's own thread
+            results[index] = error
         finally:
             connections.close_all()
 
@@ -36,6 +42,9 @@ def _race(calls: list[Callable[[], Any]]) -> list[Any]:
     for thread in threads:
         thread.join(timeout=30)
     assert not any(thread.is_alive() for thread in threads)
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
     return results
 
 
