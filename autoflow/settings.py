@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "nodes",
     "workflows",
     "executions",
+    "triggers",
     "live",
     "ops",
 ]

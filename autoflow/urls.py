@@ -9,6 +9,7 @@ api_patterns = [
     path("", include("accounts.urls")),
     path("", include("workflows.urls")),
     path("", include("executions.urls")),
+    path("", include("triggers.urls")),
 ]
 
 urlpatterns = [

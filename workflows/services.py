@@ -7,6 +7,7 @@ are stored together, so a `workflow:update` event can be added there later.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -24,6 +25,19 @@ COPY_SUFFIX = " (copy)"
 NAME_MAX_LENGTH = 200
 # Fields a PUT/PATCH may change; `version` is the lock, not a field.
 EDITABLE_FIELDS = ("name", "description", "graph", "tags", "is_public", "active")
+
+# Called after commit with (workflow, event), event one of "created" | "updated" | "activated"
+# | "deactivated" | "deleted". Apps that react to workflow changes (triggers arm webhooks and
+# schedules) register here from their AppConfig.ready(), so workflows imports none of them.
+workflow_change_listeners: list[Callable[[Workflow, str], None]] = []
+
+
+def _notify_on_commit(workflow: Workflow, event: str) -> None:
+    def notify() -> None:
+        for listener in list(workflow_change_listeners):
+            listener(workflow, event)
+
+    transaction.on_commit(notify)
 
 
 def workflow_graph_validate(*, graph: Any, owner_id: Any) -> None:
@@ -76,6 +90,7 @@ def workflow_create(
         updated_at=now,
     )
     _store_version(workflow=workflow, by=owner)
+    _notify_on_commit(workflow, "created")
     return workflow
 
 
@@ -103,6 +118,11 @@ def _write_version(
             raise VersionConflict(details={"current_version": current[0]})
         fresh = Workflow.objects.select_related("owner").get(pk=workflow.pk)
         _store_version(workflow=fresh, by=by)
+        if fresh.active == workflow.active:
+            event = "updated"
+        else:
+            event = "activated" if fresh.active else "deactivated"
+        _notify_on_commit(fresh, event)
     return fresh
 
 
@@ -138,7 +158,12 @@ def workflow_version_restore(
 
 def workflow_delete(*, workflow: Workflow, by: User) -> None:
     """Delete a workflow and its version history."""
-    workflow.delete()
+    workflow_id = workflow.pk
+    with transaction.atomic():
+        workflow.delete()
+        # delete() clears the pk; listeners still need to know which workflow went.
+        workflow.pk = workflow_id
+        _notify_on_commit(workflow, "deleted")
 
 
 def _credential_ids_cleared(graph: Any, *, allowed: set[str]) -> Any:

@@ -1,0 +1,311 @@
+"""`/api/hooks/{token}`: a plain async Django view, so a call that waits holds no thread.
+
+The synchronous work (lookup, rate limit, signature, parse, start, record) happens in one
+`sync_to_async` hop. With `respond: "on_complete"` the view then waits on the channel layer for
+the execution's `execution.complete` message, re-checking the database every half second
+(live delivery is best-effort), bounded by `WEBHOOK_RESPOND_TIMEOUT_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import BaseChannelLayer, get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.views.decorators.csrf import csrf_exempt
+
+from autoflow.exceptions import (
+    AppError,
+    ExecutionFailed,
+    NotFound,
+    SignatureInvalid,
+    ValidationFailed,
+    error_json_response,
+    translate_exception,
+)
+from autoflow.ratelimit import check_rate
+from executions.events import execution_group
+from executions.models import TERMINAL_STATUSES, Execution, ExecutionStatus, ExecutionTrigger
+from executions.services import execution_start
+from triggers.config import trigger_params
+from triggers.services import webhook_call_record
+from workflows.models import Workflow
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-AutoFlow-Signature"
+SIGNATURE_PREFIX = "sha256="
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+RECHECK_SECONDS = 0.5
+# Request headers never passed into the execution input (stored, shown, streamed).
+HIDDEN_HEADERS = frozenset({"cookie"})
+
+
+class WebhookMethodNotAllowed(AppError):
+    status_code = 405
+    code = "method_not_allowed"
+    default_message = "This webhook does not accept this method."
+
+
+@dataclass
+class Accepted:
+    """What the synchronous part decided: the execution started and how to answer."""
+
+    workflow_id: uuid.UUID
+    execution_id: uuid.UUID
+    status: str
+    wait: bool
+    subscribed: bool
+
+
+def _verify_signature(secret: str, body: bytes, header: str | None) -> None:
+    if not header or not header.startswith(SIGNATURE_PREFIX):
+        raise SignatureInvalid("Send X-AutoFlow-Signature: sha256=<hex HMAC-SHA256 of the body>.")
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(header[len(SIGNATURE_PREFIX) :].strip().lower(), expected):
+        raise SignatureInvalid()
+
+
+def _flat(query: QueryDict) -> dict[str, Any]:
+    """One value per key, a list when the key repeats."""
+    return {key: values[0] if len(values) == 1 else values for key, values in query.lists()}
+
+
+def _parse_body(request: HttpRequest) -> Any:
+    """The body by its real content type: JSON, form, else text (None when empty)."""
+    body = request.body
+    content_type = request.content_type or ""
+    if content_type == "application/json" or content_type.endswith("+json"):
+        if not body.strip():
+            return None
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValidationFailed(f"Malformed JSON body: {error}") from None
+    if content_type == "application/x-www-form-urlencoded":
+        return _flat(QueryDict(body, encoding=request.encoding or "utf-8"))
+    if content_type == "multipart/form-data":
+        return _flat(request.POST)
+    if not body:
+        return None
+    return body.decode(request.encoding or "utf-8", errors="replace")
+
+
+def _input_for(request: HttpRequest, body: Any) -> dict[str, Any]:
+    return {
+        "method": request.method,
+        "body": body,
+        "query": _flat(request.GET),
+        "headers": {
+            name.lower(): value
+            for name, value in request.headers.items()
+            if name.lower() not in HIDDEN_HEADERS
+        },
+    }
+
+
+def _subscribe(layer: BaseChannelLayer, channel: str, execution_id: uuid.UUID) -> bool:
+    try:
+        async_to_sync(layer.group_add)(execution_group(execution_id), channel)
+    except Exception:  # a down Redis: the database re-check still answers
+        logger.warning("webhook could not subscribe to execution events", exc_info=True)
+        return False
+    return True
+
+
+def _accept(
+    request: HttpRequest, token: str, layer: BaseChannelLayer | None, channel: str | None
+) -> Accepted:
+    """Run every check in SPEC order, start the execution, record the call (one thread hop)."""
+    method = request.method or "GET"
+    workflow = Workflow.objects.filter(webhook_token=token).first()
+    if workflow is None:
+        raise NotFound("No webhook has this URL.")
+    status = 500
+    record_later = False
+    execution_id: uuid.UUID | None = None
+    try:
+        params = trigger_params(workflow.graph)
+        if not workflow.active or params is None or params.mode != "webhook":
+            raise NotFound("No live webhook has this URL.")
+        if method not in params.methods:
+            raise WebhookMethodNotAllowed(
+                f"This webhook accepts {', '.join(params.methods)}.",
+                details={"allowed": params.methods},
+            )
+        check_rate(request, group="webhook", key=token, rate=settings.RATE_LIMIT_WEBHOOK)
+        if params.secret:
+            _verify_signature(params.secret, request.body, request.headers.get(SIGNATURE_HEADER))
+        payload = _input_for(request, _parse_body(request))
+        key = request.headers.get("Idempotency-Key") or None
+        if key is not None and len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+            raise ValidationFailed(
+                "Idempotency-Key is too long.",
+                details={"Idempotency-Key": [f"At most {IDEMPOTENCY_KEY_MAX_LENGTH} characters."]},
+            )
+        wait = params.respond == "on_complete"
+        subscribed = False
+        with transaction.atomic():
+            execution, created = execution_start(
+                workflow=workflow,
+                trigger=ExecutionTrigger.WEBHOOK,
+                input=payload,
+                user=None,
+                idempotency_key=key,
+                idempotency_scope=f"webhook:{token}",
+            )
+            # Subscribing before the commit (which enqueues the run) means the completion
+            # message cannot slip past; a replay may be finished already, so it is re-read.
+            if wait and layer is not None and channel is not None:
+                subscribed = _subscribe(layer, channel, execution.pk)
+        execution_id = execution.pk
+        # A replay answers what the first call answered: the execution, queued.
+        current: str = ExecutionStatus.QUEUED
+        if wait and not created:
+            execution.refresh_from_db(fields=["status"])
+            current = execution.status
+        status = 202
+        record_later = wait
+        return Accepted(
+            workflow_id=workflow.pk,
+            execution_id=execution.pk,
+            status=current,
+            wait=wait,
+            subscribed=subscribed,
+        )
+    except AppError as error:
+        status = error.status_code
+        raise
+    finally:
+        # Rate-limited calls are not recorded: a flood must not become a flood of rows. A
+        # waiting call is recorded once it knows what it answered.
+        if status != 429 and not record_later:
+            webhook_call_record(
+                workflow_id=workflow.pk, method=method, status=status, execution_id=execution_id
+            )
+
+
+def _finish(accepted: Accepted, method: str) -> HttpResponse:
+    """Answer a waiting call from the execution's row, and record what was answered."""
+    row = (
+        Execution.objects.filter(pk=accepted.execution_id)
+        .values("status", "output", "error")
+        .first()
+    )
+    status = row["status"] if row else accepted.status
+    response: HttpResponse
+    if status == ExecutionStatus.SUCCEEDED and row is not None:
+        response = JsonResponse(_leaf_output(row["output"]), status=200, safe=False)
+    elif status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED) and row is not None:
+        response = error_json_response(
+            ExecutionFailed.code,
+            f"The execution {status}.",
+            ExecutionFailed.status_code,
+            {"execution_id": str(accepted.execution_id), "status": status, "error": row["error"]},
+        )
+    else:
+        response = JsonResponse(
+            {"execution_id": str(accepted.execution_id), "status": status}, status=202
+        )
+    webhook_call_record(
+        workflow_id=accepted.workflow_id,
+        method=method,
+        status=response.status_code,
+        execution_id=accepted.execution_id,
+    )
+    return response
+
+
+def _leaf_output(output: Any) -> Any:
+    """The single leaf's output when exactly one leaf ran, else the map by leaf id."""
+    if isinstance(output, dict) and len(output) == 1:
+        return next(iter(output.values()))
+    return output
+
+
+def _status_of(execution_id: uuid.UUID) -> str | None:
+    return Execution.objects.filter(pk=execution_id).values_list("status", flat=True).first()
+
+
+async def _wait_for_completion(
+    accepted: Accepted, layer: BaseChannelLayer | None, channel: str | None
+) -> None:
+    """Return once the execution is terminal or the bound passes (never raises)."""
+    if accepted.status in TERMINAL_STATUSES:
+        return
+    deadline = time.monotonic() + settings.WEBHOOK_RESPOND_TIMEOUT_SECONDS
+    while (remaining := deadline - time.monotonic()) > 0:
+        timeout = min(RECHECK_SECONDS, remaining)
+        if accepted.subscribed and layer is not None and channel is not None:
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), timeout=timeout)
+            except TimeoutError:
+                message = None
+            except Exception:  # the layer went away: keep answering from the database
+                logger.warning("webhook lost its event subscription", exc_info=True)
+                accepted.subscribed = False
+                message = None
+            if message is not None:
+                if message.get("type") == "execution.complete":
+                    return
+                continue
+        else:
+            await asyncio.sleep(timeout)
+        status = await sync_to_async(_status_of)(accepted.execution_id)
+        if status is None or status in TERMINAL_STATUSES:
+            return
+
+
+async def _unsubscribe(
+    accepted: Accepted, layer: BaseChannelLayer | None, channel: str | None
+) -> None:
+    if not accepted.subscribed or layer is None or channel is None:
+        return
+    try:
+        await layer.group_discard(execution_group(accepted.execution_id), channel)
+    except Exception:
+        logger.warning("webhook could not unsubscribe", exc_info=True)
+
+
+def _error_response(error: Exception) -> HttpResponse:
+    code, message, status, details, headers = translate_exception(error)
+    response = error_json_response(code, message, status, details)
+    for name, value in headers.items():
+        response[name] = value
+    if isinstance(error, WebhookMethodNotAllowed):
+        response["Allow"] = ", ".join(error.details.get("allowed", []))
+    return response
+
+
+@csrf_exempt
+async def webhook_receive(request: HttpRequest, token: str) -> HttpResponse:
+    """Start an execution from a webhook call; answer 202, or its outcome when asked to wait."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel() if layer is not None else None
+    try:
+        accepted = await sync_to_async(_accept)(request, token, layer, channel)
+    except Exception as error:  # translate_exception re-raises what is not ours to answer
+        return _error_response(error)
+    if not accepted.wait:
+        return JsonResponse(
+            {"execution_id": str(accepted.execution_id), "status": accepted.status}, status=202
+        )
+    try:
+        await _wait_for_completion(accepted, layer, channel)
+    finally:
+        await _unsubscribe(accepted, layer, channel)
+    try:
+        return await sync_to_async(_finish)(accepted, request.method or "GET")
+    except Exception as error:
+        return _error_response(error)
