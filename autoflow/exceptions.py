@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
@@ -180,6 +181,8 @@ def translate_exception(exc: Exception) -> tuple[str, str, int, Any, dict[str, s
         return "not_authenticated", "Authentication credentials were not provided.", 401, {}, {}
     if isinstance(exc, drf.AuthenticationFailed):
         return "token_invalid", str(exc.detail), 401, {}, {}
+    if isinstance(exc, RequestDataTooBig):
+        return "payload_too_large", PayloadTooLarge.default_message, 413, {}, {}
     if isinstance(exc, (drf.PermissionDenied, DjangoPermissionDenied)):
         return "permission_denied", "You may not do this.", 403, {}, {}
     if isinstance(exc, (drf.NotFound, Http404)):

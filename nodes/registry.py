@@ -28,12 +28,7 @@ def node_types() -> list[str]:
     return sorted(_REGISTRY)
 
 
-_loaded = False
-
-
 def _load_builtins() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
+    # The import lock makes a concurrent first import wait until every type is registered;
+    # afterwards this is a dictionary lookup in sys.modules.
     import nodes.builtin  # noqa: F401 - registers the built-in types
