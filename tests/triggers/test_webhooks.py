@@ -1,0 +1,289 @@
+"""Webhooks end to end: a real HTTP client against daphne, runs by a real Celery worker."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import pytest
+import requests
+
+from accounts.models import User
+from executions.models import Execution
+from tests.executions.conftest import EngineProcesses, wait_finished
+from tests.servers import ServerUrl, daphne_server, database_url_from_settings
+from tests.triggers.conftest import webhook_workflow
+from workflows.models import WebhookCall, Workflow
+from workflows.services import workflow_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+TIMEOUT = 40
+
+
+def _hook(server: str, workflow: Workflow) -> str:
+    workflow.refresh_from_db()
+    assert workflow.webhook_token
+    return f"{server}/api/hooks/{workflow.webhook_token}"
+
+
+def _signed(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def test_post_answers_202_and_runs_with_the_request_as_input(
+    live_daphne: ServerUrl, trigger_worker: EngineProcesses, owner: User
+) -> None:
+    # given an active webhook workflow
+    workflow = webhook_workflow(owner)
+
+    # when a client posts JSON to its URL, with a query and a header
+    response = requests.post(
+        _hook(live_daphne, workflow) + "?source=shop&tag=a&tag=b",
+        json={"a": 1, "b": 2, "workflow": "not-an-id-we-use"},
+        headers={"X-Shop": "north"},
+        timeout=TIMEOUT,
+    )
+
+    # then it answers at once, and the execution saw the request
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["status"] == "queued"
+    execution = wait_finished(body["execution_id"])
+    assert execution.status == "succeeded"
+    assert execution.trigger == "webhook"
+    assert execution.workflow_id == workflow.pk
+    assert execution.input["method"] == "POST"
+    assert execution.input["body"] == {"a": 1, "b": 2, "workflow": "not-an-id-we-use"}
+    assert execution.input["query"] == {"source": "shop", "tag": ["a", "b"]}
+    assert execution.input["headers"]["x-shop"] == "north"
+    assert execution.output == {"shape": {"total": 3}}
+    call = WebhookCall.objects.get(workflow=workflow)
+    assert (call.method, call.status, call.execution_id) == ("POST", 202, execution.pk)
+
+
+def test_form_and_text_bodies_are_parsed_by_content_type(
+    live_daphne: ServerUrl, trigger_worker: EngineProcesses, owner: User
+) -> None:
+    workflow = webhook_workflow(owner, fields={"ok": "yes"})
+    url = _hook(live_daphne, workflow)
+
+    form = requests.post(url, data={"x": "1", "y": ["2", "3"]}, timeout=TIMEOUT)
+    text = requests.post(
+        url, data="plain words", headers={"Content-Type": "text/plain"}, timeout=TIMEOUT
+    )
+    malformed = requests.post(
+        url, data="{not json", headers={"Content-Type": "application/json"}, timeout=TIMEOUT
+    )
+
+    assert form.status_code == 202
+    assert Execution.objects.get(pk=form.json()["execution_id"]).input["body"] == {
+        "x": "1",
+        "y": ["2", "3"],
+    }
+    assert text.status_code == 202
+    assert Execution.objects.get(pk=text.json()["execution_id"]).input["body"] == "plain words"
+    assert malformed.status_code == 400
+    assert malformed.json()["error"]["code"] == "validation_error"
+    assert Execution.objects.filter(workflow=workflow).count() == 2
+
+
+def test_on_complete_answers_200_with_the_leaf_output(
+    live_daphne: ServerUrl, trigger_worker: EngineProcesses, owner: User
+) -> None:
+    workflow = webhook_workflow(
+        owner,
+        respond="on_complete",
+        fields={"a": "{{ input.body.a }}", "total": "{{ input.body.a + input.body.b }}"},
+    )
+
+    response = requests.post(_hook(live_daphne, workflow), json={"a": 1, "b": 2}, timeout=TIMEOUT)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"a": 1, "total": 3}
+    call = WebhookCall.objects.get(workflow=workflow)
+    assert call.status == 200
+    assert Execution.objects.get(pk=call.execution_id).status == "succeeded"
+
+
+def test_on_complete_answers_422_when_the_execution_fails(
+    live_daphne: ServerUrl, trigger_worker: EngineProcesses, owner: User
+) -> None:
+    workflow = webhook_workflow(owner, respond="on_complete", fields={"boom": "{{ 1 / 0 }}"})
+
+    response = requests.post(_hook(live_daphne, workflow), json={}, timeout=TIMEOUT)
+
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "execution_failed"
+    details = error["details"]
+    assert details["status"] == "failed"
+    assert details["error"]["code"] == "expression_error"
+    assert details["error"]["node_id"] == "shape"
+    assert Execution.objects.get(pk=details["execution_id"]).status == "failed"
+    assert WebhookCall.objects.get(workflow=workflow).status == 422
+
+
+def test_on_complete_answers_202_when_the_bound_passes(
+    trigger_worker: EngineProcesses, owner: User
+) -> None:
+    # given a run that waits 3 s, and a server that waits for it at most one second
+    from django.db import connection
+
+    workflow = workflow_create(
+        owner=owner,
+        name="slow",
+        graph={
+            "nodes": [
+                {
+                    "id": "t",
+                    "type": "trigger",
+                    "params": {"mode": "webhook", "respond": "on_complete"},
+                },
+                {"id": "pause", "type": "delay", "params": {"seconds": 3}},
+            ],
+            "edges": [{"source": "t", "target": "pause"}],
+        },
+        active=True,
+    )
+    database_url = database_url_from_settings(connection.settings_dict)
+
+    with daphne_server(DATABASE_URL=database_url, WEBHOOK_RESPOND_TIMEOUT_SECONDS="1") as server:
+        response = requests.post(_hook(server, workflow), json={}, timeout=TIMEOUT)
+
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] in ("queued", "running", "waiting")
+    assert WebhookCall.objects.get(workflow=workflow).status == 202
+    assert wait_finished(response.json()["execution_id"]).status == "succeeded"
+
+
+def test_unknown_and_inactive_hooks_are_404_and_methods_405(
+    live_daphne: ServerUrl, owner: User
+) -> None:
+    inactive = webhook_workflow(owner, active=False)
+    post_only = webhook_workflow(owner)
+    get_too = webhook_workflow(owner, methods=["GET", "POST"], fields={"ok": "yes"})
+
+    unknown = requests.post(f"{live_daphne}/api/hooks/not-a-token", json={}, timeout=TIMEOUT)
+    off = requests.post(_hook(live_daphne, inactive), json={}, timeout=TIMEOUT)
+    wrong_method = requests.get(_hook(live_daphne, post_only), timeout=TIMEOUT)
+    allowed_get = requests.get(_hook(live_daphne, get_too) + "?q=1", timeout=TIMEOUT)
+
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "not_found"
+    assert off.status_code == 404
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert wrong_method.headers["Allow"] == "POST"
+    assert allowed_get.status_code == 202
+    assert Execution.objects.get(pk=allowed_get.json()["execution_id"]).input["query"] == {"q": "1"}
+    assert Execution.objects.filter(workflow__in=[inactive, post_only]).count() == 0
+    assert [c.status for c in WebhookCall.objects.filter(workflow=inactive)] == [404]
+    assert [c.status for c in WebhookCall.objects.filter(workflow=post_only)] == [405]
+
+
+def test_oversize_body_is_413(live_daphne: ServerUrl, owner: User) -> None:
+    workflow = webhook_workflow(owner)
+
+    response = requests.post(
+        _hook(live_daphne, workflow),
+        data=b"x" * (3 * 1024 * 1024),
+        headers={"Content-Type": "text/plain"},
+        timeout=TIMEOUT,
+    )
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert Execution.objects.filter(workflow=workflow).count() == 0
+
+
+def test_signature_is_checked_before_the_body_is_parsed(
+    live_daphne: ServerUrl, owner: User
+) -> None:
+    secret = "s3cret-shared-value"
+    workflow = webhook_workflow(owner, secret=secret, fields={"ok": "yes"})
+    url = _hook(live_daphne, workflow)
+    body = json.dumps({"a": 1}).encode()
+    json_headers = {"Content-Type": "application/json"}
+
+    good = requests.post(
+        url,
+        data=body,
+        headers={**json_headers, "X-AutoFlow-Signature": _signed(secret, body)},
+        timeout=TIMEOUT,
+    )
+    bad = requests.post(
+        url,
+        data=body,
+        headers={**json_headers, "X-AutoFlow-Signature": _signed("other-secret", body)},
+        timeout=TIMEOUT,
+    )
+    missing = requests.post(url, data=body, headers=json_headers, timeout=TIMEOUT)
+    # malformed JSON with a wrong signature: the signature answers, not the parser
+    unparsed = requests.post(
+        url,
+        data=b"{broken",
+        headers={**json_headers, "X-AutoFlow-Signature": "sha256=00"},
+        timeout=TIMEOUT,
+    )
+
+    assert good.status_code == 202, good.text
+    for refused in (bad, missing, unparsed):
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "signature_invalid"
+    assert Execution.objects.filter(workflow=workflow).count() == 1
+
+
+def test_idempotency_key_replays_the_first_answer(live_daphne: ServerUrl, owner: User) -> None:
+    workflow = webhook_workflow(owner, fields={"ok": "yes"})
+    url = _hook(live_daphne, workflow)
+    headers = {"Idempotency-Key": "order-42"}
+
+    first = requests.post(url, json={"n": 1}, headers=headers, timeout=TIMEOUT)
+    replay = requests.post(url, json={"n": 1}, headers=headers, timeout=TIMEOUT)
+    different = requests.post(url, json={"n": 2}, headers=headers, timeout=TIMEOUT)
+
+    assert first.status_code == 202
+    assert replay.status_code == 202
+    assert replay.json() == first.json()
+    assert different.status_code == 409
+    assert different.json()["error"]["code"] == "idempotency_conflict"
+    assert Execution.objects.filter(workflow=workflow).count() == 1
+
+
+def test_rate_limit_per_token_is_429(owner: User) -> None:
+    from django.db import connection
+
+    limited = webhook_workflow(owner, fields={"ok": "yes"})
+    other = webhook_workflow(owner, fields={"ok": "yes"})
+    database_url = database_url_from_settings(connection.settings_dict)
+
+    with daphne_server(DATABASE_URL=database_url, RATE_LIMIT_WEBHOOK="2/1m") as server:
+        answers = [
+            requests.post(_hook(server, limited), json={}, timeout=TIMEOUT).status_code
+            for _ in range(3)
+        ]
+        last = requests.post(_hook(server, limited), json={}, timeout=TIMEOUT)
+        other_answer = requests.post(_hook(server, other), json={}, timeout=TIMEOUT)
+
+    assert answers == [202, 202, 429]
+    assert last.status_code == 429
+    assert last.json()["error"]["code"] == "rate_limited"
+    assert int(last.headers["Retry-After"]) >= 1
+    assert other_answer.status_code == 202
+    assert Execution.objects.filter(workflow=limited).count() == 2
+
+
+def test_webhook_input_keeps_no_cookie(live_daphne: ServerUrl, owner: User) -> None:
+    workflow = webhook_workflow(owner, fields={"ok": "yes"})
+
+    response = requests.post(
+        _hook(live_daphne, workflow), json={}, cookies={"sessionid": "abc"}, timeout=TIMEOUT
+    )
+
+    assert response.status_code == 202
+    headers: dict[str, Any] = Execution.objects.get(pk=response.json()["execution_id"]).input[
+        "headers"
+    ]
+    assert "cookie" not in headers
