@@ -24,6 +24,7 @@ from django.db import DatabaseError
 from accounts.authentication import api_key_authenticate, user_from_access_token
 from accounts.models import ApiKey, ApiScope, User
 from autoflow.exceptions import NotFound, TokenInvalid
+from executions.selectors import execution_get_for_user
 from live import selectors
 from live.publish import execution_group, user_group, workflow_group
 
@@ -286,7 +287,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         execution_id = _required_uuid(message, "execution_id")
         after_seq = _seq(message, "after_seq", required=False)
         try:
-            await database_sync_to_async(selectors.execution_get_for_user)(
+            await database_sync_to_async(execution_get_for_user)(
                 user=self.current.user, execution_id=execution_id
             )
         except NotFound:

@@ -6,7 +6,7 @@ from typing import Any, TypedDict
 
 NODE_WIDTH = 180
 NODE_HEIGHT = 64
-LAYER_GAP = 90
+LAYER_GAP = 60
 ROW_GAP = 24
 MARGIN = 20
 

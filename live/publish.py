@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+if TYPE_CHECKING:
+    from workflows.models import Workflow
+
 logger = logging.getLogger(__name__)
 
 WorkflowEvent = Literal["updated", "activated", "deactivated", "deleted"]
+_WORKFLOW_EVENTS: dict[str, WorkflowEvent] = {event: event for event in get_args(WorkflowEvent)}
 
 
 def workflow_group(workflow_id: uuid.UUID | str) -> str:
@@ -52,10 +56,28 @@ def workflow_update_publish(
     """Tell a workflow's watchers it changed, once the change is committed."""
     group_send_on_commit(
         workflow_group(workflow_id),
-        {
-            "type": "workflow.update",
-            "workflow_id": str(workflow_id),
-            "event": event,
-            "version": version,
-        },
+        workflow_update_message(workflow_id=workflow_id, event=event, version=version),
+    )
+
+
+def workflow_update_message(
+    *, workflow_id: uuid.UUID | str, event: WorkflowEvent, version: int
+) -> dict[str, Any]:
+    """The channel-layer message a `workflow:update` is made from."""
+    return {
+        "type": "workflow.update",
+        "workflow_id": str(workflow_id),
+        "event": event,
+        "version": version,
+    }
+
+
+def workflow_change_publish(workflow: Workflow, event: str) -> None:
+    """Listener for `workflows.services` (called after commit): tell the workflow's watchers."""
+    known = _WORKFLOW_EVENTS.get(event)
+    if known is None:
+        return  # "created": nobody can be watching a workflow that did not exist yet
+    group_send_now(
+        workflow_group(workflow.pk),
+        workflow_update_message(workflow_id=workflow.pk, event=known, version=workflow.version),
     )

@@ -1,4 +1,7 @@
-"""Permission-scoped reads the live streams and the live page need."""
+"""Permission-scoped reads the live streams and the live page need.
+
+Who may see an execution is decided by `executions.selectors.execution_get_for_user` alone.
+"""
 
 from __future__ import annotations
 
@@ -28,17 +31,6 @@ class ExecutionSnapshot:
     last_seq: int
     duration_ms: int | None
     output: Any
-
-
-def execution_get_for_user(*, user: User, execution_id: uuid.UUID | str) -> Execution:
-    """One execution the caller may see (of a workflow they own; admins: any), else `NotFound`."""
-    queryset = Execution.objects.select_related("workflow", "version")
-    if not user.is_staff:
-        queryset = queryset.filter(workflow__owner=user)
-    execution = queryset.filter(pk=execution_id).first()
-    if execution is None:
-        raise NotFound("Execution not found.")
-    return execution
 
 
 def execution_last_seq(*, execution_id: uuid.UUID | str) -> int:

@@ -13,7 +13,8 @@ from django.views.decorators.http import require_GET
 from accounts.models import User
 from autoflow.exceptions import NotFound
 from executions.models import Execution
-from live.selectors import execution_get_for_user, execution_live_state
+from executions.selectors import execution_get_for_user
+from live.selectors import execution_live_state
 
 
 def _visible_execution(request: HttpRequest, execution_id: uuid.UUID) -> Execution:

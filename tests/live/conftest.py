@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from channels.auth import AuthMiddlewareStack
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
@@ -18,7 +20,13 @@ from accounts.tokens import tokens_issue
 from executions.models import Execution, ExecutionLog
 from live.consumers import LiveConsumer
 from live.publish import execution_group
+from tests.executions.conftest import (  # noqa: F401 - the engine's worker fixtures, reused
+    engine,
+    fast_engine,
+    running_engine,
+)
 from tests.factories import WorkflowFactory
+from tests.servers import ServerUrl, daphne_server, database_url_from_settings
 from workflows.models import Workflow
 
 GRAPH = {
@@ -35,6 +43,15 @@ GRAPH = {
         {"source": "b", "target": "join"},
     ],
 }
+
+
+@pytest.fixture
+def daphne_url(transactional_db: Any) -> Iterator[ServerUrl]:
+    """A daphne process (channels-redis) serving the test database; yields its base URL."""
+    from django.db import connection
+
+    with daphne_server(DATABASE_URL=database_url_from_settings(connection.settings_dict)) as url:
+        yield url
 
 
 def make_workflow(owner: User, *, is_public: bool = False) -> Workflow:

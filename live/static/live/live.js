@@ -53,9 +53,10 @@
   function drawGraph() {
     var layout = state.layout;
     var root = el("graph");
-    root.setAttribute("width", layout.width);
-    root.setAttribute("height", layout.height);
+    // Scales down to fit the pane (never up), keeping its proportions.
     root.setAttribute("viewBox", "0 0 " + layout.width + " " + layout.height);
+    root.setAttribute("preserveAspectRatio", "xMinYMin meet");
+    root.style.maxWidth = layout.width + "px";
     var defs = svg("defs", {}, root);
     var marker = svg(
       "marker",
@@ -107,8 +108,8 @@
       name.textContent = node.id.length > 20 ? node.id.slice(0, 19) + "…" : node.id;
       var title = svg("title", {}, group);
       title.textContent = node.id + " (" + node.type + ")";
-      var meta = svg("text", { class: "meta", x: 12, y: 42 }, group);
-      var timing = svg("text", { class: "meta timing", x: 12, y: 56 }, group);
+      var meta = svg("text", { class: "meta", x: 12, y: 40 }, group);
+      var timing = svg("text", { class: "meta timing", x: 12, y: 55 }, group);
       nodeElements[node.id] = { group: group, meta: meta, timing: timing, type: node.type };
     });
   }
@@ -120,25 +121,36 @@
     node.group.setAttribute("data-state", status);
   }
 
+  function renderNode(run) {
+    var node = nodeElements[run.node_id];
+    if (!node) return;
+    setNodeState(run.node_id, run.status);
+    node.group.setAttribute("data-attempts", run.attempts);
+    var meta = [node.type, run.status];
+    if (run.cached) meta.push("cached");
+    node.meta.textContent = meta.join(" · ");
+    var timing = [];
+    if (run.attempts > 0) timing.push(run.attempts === 1 ? "1 attempt" : run.attempts + " attempts");
+    if (run.duration_ms !== null && run.duration_ms !== undefined) {
+      timing.push(formatDuration(run.duration_ms));
+    } else if (run.started_at && (run.status === "running" || run.status === "waiting")) {
+      timing.push(formatDuration(Date.now() - new Date(run.started_at).getTime()) + " so far");
+    }
+    if (run.error && run.error.code) timing.push(run.error.code);
+    node.timing.textContent = timing.join(" · ");
+  }
+
   function renderNodes() {
+    state.nodes.forEach(renderNode);
+  }
+
+  function updateNodeStatus(nodeId, status) {
+    // The socket says what changed at once; attempts and timings follow from refreshState().
     state.nodes.forEach(function (run) {
-      var node = nodeElements[run.node_id];
-      if (!node) return;
-      setNodeState(run.node_id, run.status);
-      node.group.setAttribute("data-attempts", run.attempts);
-      var parts = [node.type, run.status];
-      if (run.attempts > 1) parts.push("attempt " + run.attempts);
-      else if (run.attempts === 1) parts.push("1 attempt");
-      if (run.cached) parts.push("cached");
-      node.meta.textContent = parts.join(" · ");
-      var timing = "";
-      if (run.duration_ms !== null && run.duration_ms !== undefined) {
-        timing = formatDuration(run.duration_ms);
-      } else if (run.started_at && (run.status === "running" || run.status === "waiting")) {
-        timing = formatDuration(Date.now() - new Date(run.started_at).getTime()) + " so far";
+      if (run.node_id === nodeId && status) {
+        run.status = status;
+        renderNode(run);
       }
-      if (run.error && run.error.code) timing = (timing ? timing + " · " : "") + run.error.code;
-      node.timing.textContent = timing;
     });
   }
 
@@ -278,7 +290,7 @@
       case "execution:status":
         if (message.execution_id !== executionId) break;
         if (message.node_id) {
-          setNodeState(message.node_id, message.node_status);
+          updateNodeStatus(message.node_id, message.node_status);
         } else if (message.status) {
           setStatus(message.status);
         }
