@@ -7,9 +7,11 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 from django.http import HttpRequest, HttpResponse
+from django.utils.functional import SimpleLazyObject, empty
 
 from autoflow.exceptions import error_json_response, translate_exception
 
@@ -22,6 +24,23 @@ def incoming_request_id(value: str | None) -> str:
     if value and _SANE_REQUEST_ID.match(value):
         return value
     return uuid.uuid4().hex
+
+
+def _resolved_user_id(request: HttpRequest) -> str | None:
+    """The signed-in user's id if the request already knows it.
+
+    A session user nobody looked at stays unresolved: a log line must not query the database
+    (which may be the very thing that is down).
+    """
+    user: Any = getattr(request, "user", None)
+    if isinstance(user, SimpleLazyObject):
+        wrapped = user._wrapped
+        if wrapped is empty:
+            return None
+        user = wrapped
+    if user is not None and getattr(user, "is_authenticated", False):
+        return str(user.pk)
+    return None
 
 
 class RequestIdMiddleware:
@@ -38,7 +57,6 @@ class RequestIdMiddleware:
         started = time.perf_counter()
         response = self.get_response(request)
         response["X-Request-ID"] = request_id
-        user = getattr(request, "user", None)
         level = logging.WARNING if response.status_code >= 500 else logging.INFO
         logger.log(
             level,
@@ -47,7 +65,7 @@ class RequestIdMiddleware:
             path=request.path,
             status=response.status_code,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            user_id=str(user.pk) if user is not None and user.is_authenticated else None,
+            user_id=_resolved_user_id(request),
         )
         structlog.contextvars.clear_contextvars()
         return response

@@ -6,9 +6,12 @@ The suite runs against the real PostgreSQL and Redis named by DATABASE_URL / RED
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import psycopg
 import pytest
+import redis
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
@@ -18,6 +21,35 @@ from tests.factories import UserFactory
 from tests.servers import live_daphne
 
 __all__ = ["live_daphne"]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under scripts/test.sh or CI, stop at once when PostgreSQL or Redis is unreachable."""
+    if os.environ.get("AUTOFLOW_REQUIRE_SERVERS") != "1" and os.environ.get("CI") != "true":
+        return
+    from django.conf import settings
+
+    if "postgresql" not in settings.DATABASES["default"]["ENGINE"] or not settings.REDIS_URL:
+        pytest.exit("The suite needs DATABASE_URL=postgres://... and REDIS_URL=redis://...", 3)
+    problems = []
+    try:
+        with psycopg.connect(
+            host=settings.DATABASES["default"]["HOST"] or "127.0.0.1",
+            port=int(settings.DATABASES["default"]["PORT"] or 5432),
+            user=settings.DATABASES["default"]["USER"] or "postgres",
+            password=settings.DATABASES["default"]["PASSWORD"] or None,
+            dbname="postgres",
+            connect_timeout=5,
+        ):
+            pass
+    except psycopg.Error as error:
+        problems.append(f"PostgreSQL is unreachable: {error}")
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5).ping()
+    except redis.RedisError as error:
+        problems.append(f"Redis is unreachable: {error}")
+    if problems:
+        pytest.exit("; ".join(problems), 3)
 
 
 @pytest.fixture(autouse=True)

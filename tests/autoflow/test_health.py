@@ -25,6 +25,7 @@ def _assert_check_shape(checks: dict) -> None:
     assert "depth" in checks["queue"]
 
 
+@pytest.mark.e2e  # counts heartbeats in Redis
 @pytest.mark.django_db
 def test_health_ok_with_a_live_worker():
     heartbeat("test-worker@host")
@@ -37,6 +38,7 @@ def test_health_ok_with_a_live_worker():
     assert isinstance(body["checks"]["queue"]["depth"], int)
 
 
+@pytest.mark.e2e  # counts heartbeats in Redis
 @pytest.mark.django_db
 def test_health_degraded_without_a_worker():
     redis_client().delete(HEARTBEAT_KEY)
@@ -84,7 +86,7 @@ def test_database_unreachable_is_503_down_and_api_answers_503():
     access = tokens_issue(user=user)["access"]
     with daphne_server(DATABASE_URL=f"postgres://postgres@127.0.0.1:{closed_port()}/x") as url:
         # when
-        health = requests.get(f"{url}/health", timeout=20)
+        health = requests.get(f"{url}/health", cookies={"sessionid": "stale"}, timeout=20)
         login = requests.post(
             f"{url}/api/auth/login",
             json={"email": "gone@example.com", "password": "whatever"},
