@@ -104,6 +104,7 @@ def test_on_complete_answers_200_with_the_leaf_output(
     assert response.json() == {"a": 1, "total": 3}
     call = WebhookCall.objects.get(workflow=workflow)
     assert call.status == 200
+    assert call.execution_id is not None
     assert Execution.objects.get(pk=call.execution_id).status == "succeeded"
 
 
