@@ -71,6 +71,19 @@ class RequestIdMiddleware:
         return response
 
 
+_DJANGO_ERRORS = {
+    400: ("validation_error", "The request is not valid."),
+    401: ("not_authenticated", "Authentication credentials were not provided."),
+    403: ("permission_denied", "You may not do this."),
+    404: ("not_found", "Not found."),
+    405: ("method_not_allowed", "This method is not allowed here."),
+    413: ("payload_too_large", "The request body is too large."),
+    429: ("rate_limited", "Too many requests; retry later."),
+    503: ("service_unavailable", "A service AutoFlow depends on is unavailable; retry shortly."),
+    500: ("internal_error", "An unexpected error occurred."),
+}
+
+
 class ApiErrorMiddleware:
     """Never an HTML error page under /api/: render what escaped the views as JSON."""
 
@@ -78,7 +91,21 @@ class ApiErrorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
+        response = self.get_response(request)
+        if (
+            request.path.startswith("/api")
+            and response.status_code >= 400
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            # Django answered on its own before any view ran (a disallowed Host, a CSRF
+            # failure): keep the status, give it the one error shape.
+            code, message = _DJANGO_ERRORS.get(response.status_code, _DJANGO_ERRORS[500])
+            converted = error_json_response(code, message, response.status_code)
+            for name in ("Retry-After", "Allow"):
+                if name in response:
+                    converted[name] = response[name]
+            return converted
+        return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not request.path.startswith("/api"):

@@ -310,3 +310,11 @@ def test_json_log_line_per_request(live_daphne):
     assert line["user_id"] == registered["user"]["id"]
     assert line["level"] == "info"
     assert line["timestamp"]
+
+
+def test_django_own_errors_under_api_are_json_too():
+    response = APIClient().get("/api/auth/me", HTTP_HOST="evil.example")
+    _assert_error(response, 400, "validation_error")
+    page = APIClient().get("/admin/login/", HTTP_HOST="evil.example")
+    assert page.status_code == 400
+    assert not page["Content-Type"].startswith("application/json")
