@@ -116,8 +116,10 @@ def run_server(command: list[str], env: Mapping[str, str], port: int) -> Iterato
 
 
 @contextlib.contextmanager
-def daphne_server(**env_overrides: str | None) -> Iterator[ServerUrl]:
-    """`daphne autoflow.asgi:application` on a free loopback port."""
+def daphne_server(
+    application: str = "autoflow.asgi:application", **env_overrides: str | None
+) -> Iterator[ServerUrl]:
+    """`daphne <application>` (AutoFlow's by default) on a free loopback port."""
     port = free_port()
     command = [
         sys.executable,
@@ -127,7 +129,7 @@ def daphne_server(**env_overrides: str | None) -> Iterator[ServerUrl]:
         "127.0.0.1",
         "-p",
         str(port),
-        "autoflow.asgi:application",
+        application,
     ]
     with run_server(command, server_env(**env_overrides), port) as url:
         yield url

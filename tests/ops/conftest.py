@@ -9,8 +9,11 @@ from django.utils import timezone
 
 from accounts.models import User
 from executions.models import Execution, NodeRun
+from tests.executions.conftest import engine, fast_engine
 from tests.factories import WorkflowFactory
 from workflows.models import Workflow
+
+__all__ = ["engine", "fast_engine"]
 
 
 def make_workflow(owner: User, **fields: Any) -> Workflow:
