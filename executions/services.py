@@ -640,13 +640,14 @@ def execution_run(*, execution_id: str, heartbeat: bool = True) -> Outcome | Non
             return _fail_worker_lost(store, nodes)
         try:
             plan = plan_build(execution.version.graph)
-        except (KeyError, TypeError, ValueError) as error:
+        except Exception as error:  # a graph that no longer parses fails the run, not the task
+            message = getattr(error, "message", None) or str(error)
             store.finish(
                 status=ExecutionStatus.FAILED,
                 output=None,
                 error={
                     "code": "node_error",
-                    "message": f"The graph cannot run: {error}",
+                    "message": f"The graph cannot run: {message}",
                     "node_id": None,
                 },
                 nodes=[],

@@ -165,3 +165,21 @@ class EmitNode(Node):
     def run(self, ctx: NodeContext, params: EmitParams) -> NodeResult:
         count_run(ctx.execution_id, ctx.node_id)
         return NodeResult(output=params.value)
+
+
+class SecretParams(NodeParams):
+    credential: str | None = None
+
+
+@register
+class SecretNode(Node):
+    """Leak its credential's token into its log and output (the engine must redact both)."""
+
+    type = "test_secret"
+    Params = SecretParams
+    credential_types = ("http_bearer",)
+
+    def run(self, ctx: NodeContext, params: SecretParams) -> NodeResult:
+        token = str((ctx.credential or {}).get("token"))
+        ctx.log("info", f"using {token}", {"token": token})
+        return NodeResult(output={"header": f"Bearer {token}"})

@@ -361,3 +361,41 @@ def test_stats_computed_in_database(owner):
     assert stats["avg_duration_ms"] == pytest.approx(220.0)
     assert stats["p95_duration_ms"] == 1000
     assert stats["last_execution"]["status"] == "queued"
+
+
+def test_execute_workflow_command_waits_and_reports(owner):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    workflow = make_workflow(owner, chain(emit("a", "{{ input.x }}")))
+    out = StringIO()
+    call_command("execute_workflow", str(workflow.pk), "--input", '{"x": 3}', stdout=out)
+    execution = Execution.objects.get()
+    assert f"execution {execution.pk} queued" in out.getvalue()
+    with pytest.raises(CommandError, match="not JSON"):
+        call_command("execute_workflow", str(workflow.pk), "--input", "{nope")
+    with pytest.raises(CommandError, match="No workflow"):
+        call_command("execute_workflow", "00000000-0000-0000-0000-000000000000")
+
+
+def test_secrets_are_redacted_from_outputs_and_logs(owner):
+    from workflows.credentials import credential_create
+
+    credential = credential_create(
+        owner=owner, name="api", type="http_bearer", data={"token": "tok-s3cret-value"}
+    )
+    graph = chain({"id": "s", "type": "test_secret", "params": {"credential": str(credential.pk)}})
+    execution = run_to_end(start(make_workflow(owner, graph)))
+    assert execution.status == "succeeded", execution.error
+    assert execution.output == {"s": {"header": "Bearer ***"}}
+    logs = list(ExecutionLog.objects.filter(execution=execution).values_list("message", "data"))
+    assert ("using ***", {"token": "***"}) in logs
+    assert "tok-s3cret-value" not in str(logs)
+
+
+def test_missing_credential_fails_the_node_with_node_error(owner):
+    graph = chain({"id": "s", "type": "test_secret", "params": {"credential": None}})
+    execution = run_to_end(start(make_workflow(owner, graph)))
+    assert execution.status == "failed"
+    assert (execution.error or {})["code"] == "node_error"

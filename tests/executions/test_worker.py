@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import pytest
+import requests
 
 from executions import services
 from executions.models import Execution, ExecutionLog, NodeRun
@@ -258,3 +259,39 @@ def test_a_node_longer_than_the_lease_is_not_taken_over(owner, running_engine: E
     assert execution.status == "succeeded"
     assert execution.recovery_count == 0
     assert runs_of(str(execution.pk), "long") == 1
+
+
+def test_broker_down_at_execute_answers_202_and_the_sweeper_runs_it_later(
+    owner, engine: EngineProcesses, fast_engine: None
+):
+    # given: a web process whose Redis (broker) is unreachable
+    from django.db import connection
+
+    from tests.conftest import client_for
+    from tests.servers import closed_port, daphne_server, database_url_from_settings
+
+    # built-in node types only: the web process does not load the test ones
+    workflow = make_workflow(
+        owner, chain({"id": "a", "type": "transform", "params": {"fields": {}}})
+    )
+    token = client_for(owner)._credentials["HTTP_AUTHORIZATION"]
+    dead_redis = f"redis://127.0.0.1:{closed_port()}/4"
+    with daphne_server(
+        DATABASE_URL=database_url_from_settings(connection.settings_dict),
+        REDIS_URL=dead_redis,
+        **{"EXECUTION_REQUEUE_AFTER_SECONDS": "2"},
+    ) as url:
+        # when
+        response = requests.post(
+            f"{url}/api/workflows/{workflow.pk}/execute",
+            json={"input": {}},
+            headers={"Authorization": token},
+            timeout=30,
+        )
+    # then: accepted and stored; it runs once a worker and the sweeper are up
+    assert response.status_code == 202, response.text
+    execution_id = response.json()["execution_id"]
+    assert Execution.objects.get(pk=execution_id).status == "queued"
+    engine.worker()
+    engine.beat()
+    assert wait_finished(execution_id, timeout=40).status == "succeeded"
