@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
 from accounts.models import User
-from executions.models import Execution
-from tests.executions.conftest import EngineProcesses, wait_finished
+from executions.models import ACTIVE_STATUSES, Execution
+from tests.executions.conftest import EngineProcesses, wait_finished, wait_for
 from tests.servers import ServerUrl, daphne_server, database_url_from_settings
 from tests.triggers.conftest import webhook_workflow
 from workflows.models import WebhookCall, Workflow
@@ -20,6 +21,13 @@ from workflows.services import workflow_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TIMEOUT = 40
+
+
+@pytest.fixture(autouse=True)
+def _runs_settle(trigger_worker: EngineProcesses) -> Iterator[None]:
+    """Let the worker finish every run a test started, so the table flush never races it."""
+    yield
+    wait_for(lambda: not Execution.objects.filter(status__in=ACTIVE_STATUSES).exists(), timeout=60)
 
 
 def _hook(server: str, workflow: Workflow) -> str:
