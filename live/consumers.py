@@ -147,6 +147,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     window_lines = 10_000
     batch_lines = 1_000
+    batch_bytes = 256 * 1024
     token_grace_seconds = 10.0
     # How long a client may sit on a full window (sending no ack) before it is closed.
     stall_grace_seconds = 5.0
@@ -392,10 +393,26 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def _send_lines(
         self, subscription: ExecutionSubscription, lines: list[dict[str, Any]]
     ) -> None:
+        # Bounded frames: many clients refuse a message over 1 MiB by default.
+        chunk: list[dict[str, Any]] = []
+        size = 0
+        for line in lines:
+            line_size = len(json.dumps(line, default=str))
+            if chunk and (len(chunk) >= self.batch_lines or size + line_size > self.batch_bytes):
+                await self._send_chunk(subscription, chunk)
+                chunk, size = [], 0
+            chunk.append(line)
+            size += line_size
+        if chunk:
+            await self._send_chunk(subscription, chunk)
+
+    async def _send_chunk(
+        self, subscription: ExecutionSubscription, lines: list[dict[str, Any]]
+    ) -> None:
         await self._send(
             {"type": "execution:logs", "execution_id": subscription.execution_id, "lines": lines}
         )
-        subscription.sent_seq = lines[-1]["seq"]
+        subscription.sent_seq = int(lines[-1]["seq"])
         subscription.known_seq = max(subscription.known_seq, subscription.sent_seq)
 
     async def _maybe_complete(self, subscription: ExecutionSubscription) -> None:

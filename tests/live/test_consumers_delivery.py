@@ -208,3 +208,28 @@ def test_an_acking_client_receives_everything_within_the_window(owner: User) -> 
         await comm.disconnect()
 
     async_to_sync(scenario)()
+
+
+def test_big_lines_are_split_into_bounded_frames(owner: User) -> None:
+    execution = make_execution(make_workflow(owner))
+    token = access_token(owner)
+
+    async def scenario() -> None:
+        comm = communicator(token=token)
+        await connect_ok(comm)
+        await comm.send_json_to({"type": "subscribe:execution", "execution_id": str(execution.pk)})
+        await receive(comm)
+        # one published batch of 40 lines of ~30 KB each (1.2 MB in all)
+        lines = await sync_to_async(add_lines)(execution, 1, 40)
+        for line in lines:
+            line["data"] = {"blob": "x" * 30_000}
+        await publish(execution.pk, {"type": "execution.logs", "lines": lines})
+        seqs: list[int] = []
+        while len(seqs) < 40:
+            output = await comm.receive_output(timeout=3)
+            assert len(output["text"]) < 300_000
+            seqs.extend(line["seq"] for line in json.loads(output["text"])["lines"])
+        assert seqs == list(range(1, 41))
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
