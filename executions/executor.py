@@ -552,6 +552,11 @@ class Executor:
                 self.store.wait(wake_at=wake_at, nodes=self._dirty(), logs=self._take_logs())
                 return Outcome(status="waiting", wake_at=wake_at)
             return self._succeeded(now)
+        if time.monotonic() - self._last_flush >= self.flush_interval:
+            # Checkpoint between nodes (which also reads the cancel flag) before the next starts.
+            self._flush()
+            if self._cancel:
+                return self._cancelled(self.clock())
         state = self.nodes[self.plan.order[heapq.heappop(self._ready)]]
         node_class = get_node_class(state.type)
         if node_class is not None and (node_class.has_side_effects or node_class.at_most_once):
@@ -564,8 +569,6 @@ class Executor:
             outcome = self._start(state)
         if outcome is None:
             outcome = self._run_node(state, node_class)
-        if outcome is None and time.monotonic() - self._last_flush >= self.flush_interval:
-            self._flush()
         return outcome
 
     def _wake_due(self, now: dt.datetime) -> None:

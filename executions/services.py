@@ -480,17 +480,19 @@ class DatabaseRunStore:
 
     def wait(self, *, wake_at: dt.datetime, nodes: list[NodeState], logs: list[LogLine]) -> None:
         with transaction.atomic():
+            scheduled = _schedule_wake(self.execution.pk, wake_at)
             messages = self._write(
                 nodes,
                 logs,
                 status=ExecutionStatus.WAITING,
                 wake_at=wake_at,
+                # A countdown task is due at `wake_at`; the sweeper steps in only if it is lost.
+                enqueued_at=wake_at if scheduled else None,
                 lease_owner="",
                 lease_expires_at=None,
             )
             messages.append(events.status_message(self.execution.pk, ExecutionStatus.WAITING))
             events.publish_on_commit(messages)
-            _schedule_wake(self.execution.pk, wake_at)
 
     def release(self, *, nodes: list[NodeState], logs: list[LogLine]) -> None:
         # Shutting down: park the run as due now, for any worker to pick up at once.
@@ -507,6 +509,7 @@ class DatabaseRunStore:
                 released,
                 status=ExecutionStatus.WAITING,
                 wake_at=now,
+                enqueued_at=now,
                 lease_owner="",
                 lease_expires_at=None,
             )
@@ -545,15 +548,17 @@ class DatabaseRunStore:
         return data, credential_secret_values(data)
 
 
-def _schedule_wake(execution_id: object, wake_at: dt.datetime) -> None:
+def _schedule_wake(execution_id: object, wake_at: dt.datetime) -> bool:
     """Short waits ride a Celery countdown; long ones are left to the sweeper.
 
     Redis redelivers unacknowledged ETA tasks after the visibility timeout and workers hold
     them in memory, so long countdowns are the wrong tool.
     """
     delay = (wake_at - timezone.now()).total_seconds()
-    if delay <= settings.EXECUTION_COUNTDOWN_MAX_SECONDS:
-        execution_enqueue_on_commit(execution_id=execution_id, countdown=max(delay, 0.0))
+    if delay > settings.EXECUTION_COUNTDOWN_MAX_SECONDS:
+        return False
+    execution_enqueue_on_commit(execution_id=execution_id, countdown=max(delay, 0.0))
+    return True
 
 
 # --- Run -------------------------------------------------------------------------------------
@@ -800,26 +805,27 @@ def executions_sweep() -> dict[str, int]:
     """Wake due waits, take over lapsed leases, re-enqueue queued runs nobody took; tidy up."""
     now = timezone.now()
     grace = dt.timedelta(seconds=1)
+    stale_before = now - dt.timedelta(seconds=settings.EXECUTION_REQUEUE_AFTER_SECONDS)
+    not_recently_enqueued = Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale_before)
+    # Due waits whose countdown task (if any) is overdue: a busy worker's prefetched
+    # countdowns are not re-sent every sweep, only lost ones.
     due = list(
-        Execution.objects.filter(
-            status=ExecutionStatus.WAITING, wake_at__lte=now - grace
-        ).values_list("pk", flat=True)[:SWEEP_BATCH]
+        Execution.objects.filter(status=ExecutionStatus.WAITING, wake_at__lte=now - grace)
+        .filter(not_recently_enqueued)
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
     lost = list(
         Execution.objects.filter(
             status=ExecutionStatus.RUNNING, lease_expires_at__lt=now
         ).values_list("pk", flat=True)[:SWEEP_BATCH]
     )
-    stale_before = now - dt.timedelta(seconds=settings.EXECUTION_REQUEUE_AFTER_SECONDS)
     stale = list(
         Execution.objects.filter(status=ExecutionStatus.QUEUED)
-        .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale_before))
+        .filter(not_recently_enqueued)
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
-    if stale:
-        Execution.objects.filter(pk__in=stale, status=ExecutionStatus.QUEUED).update(
-            enqueued_at=now
-        )
+    if due or stale:
+        Execution.objects.filter(pk__in=[*due, *stale]).update(enqueued_at=now)
     enqueued = sum(_enqueue_now(str(pk)) for pk in [*due, *lost, *stale])
     IdempotencyRecord.objects.filter(created_at__lt=now - IDEMPOTENCY_TTL).delete()
     NodeResultCache.objects.filter(expires_at__lt=now).delete()

@@ -323,7 +323,7 @@ def test_sweeper_requeues_stale_queued_due_waiting_and_lapsed(owner, settings):
     lapsed = start(workflow)
     old = timezone.now() - dt.timedelta(seconds=settings.EXECUTION_REQUEUE_AFTER_SECONDS + 5)
     Execution.objects.filter(pk=stale.pk).update(enqueued_at=old)
-    Execution.objects.filter(pk=due.pk).update(status="waiting", wake_at=old)
+    Execution.objects.filter(pk=due.pk).update(status="waiting", wake_at=old, enqueued_at=None)
     Execution.objects.filter(pk=lapsed.pk).update(status="running", lease_expires_at=old)
     counts = services.executions_sweep()
     assert counts["stale"] == 1

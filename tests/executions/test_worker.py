@@ -267,14 +267,14 @@ def test_broker_down_at_execute_answers_202_and_the_sweeper_runs_it_later(
     # given: a web process whose Redis (broker) is unreachable
     from django.db import connection
 
-    from tests.conftest import client_for
+    from accounts.tokens import tokens_issue
     from tests.servers import closed_port, daphne_server, database_url_from_settings
 
     # built-in node types only: the web process does not load the test ones
     workflow = make_workflow(
         owner, chain({"id": "a", "type": "transform", "params": {"fields": {}}})
     )
-    token = client_for(owner)._credentials["HTTP_AUTHORIZATION"]
+    token = f"Bearer {tokens_issue(user=owner)['access']}"
     dead_redis = f"redis://127.0.0.1:{closed_port()}/4"
     with daphne_server(
         DATABASE_URL=database_url_from_settings(connection.settings_dict),
