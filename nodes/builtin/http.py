@@ -152,9 +152,11 @@ class GuardedAdapter(IPFilterAdapter):
         verify: bool | str,
         cert: str | tuple[str, str] | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        host_params, pool_kwargs = HTTPAdapter.build_connection_pool_key_attributes(
+        typed_host_params, typed_pool_kwargs = HTTPAdapter.build_connection_pool_key_attributes(
             self, request, verify, cert
         )
+        host_params: dict[str, Any] = dict(typed_host_params)
+        pool_kwargs: dict[str, Any] = dict(typed_pool_kwargs)
         request.headers = CaseInsensitiveDict(request.headers or {})
         original = host_params["host"]
         host_header = f"[{original}]" if ":" in original else original
