@@ -126,8 +126,8 @@ def test_cache_hit_then_expiry(owner, running_engine: EngineProcesses):
 def test_many_short_delays_finish_fast_without_holding_slots(
     owner, running_engine: EngineProcesses
 ):
-    # given: 2 worker slots and 60 executions that each wait 3 s (holding slots would take 90 s)
-    count = 60
+    # given: 2 worker slots and 100 executions that each wait 3 s (holding slots: 150 s)
+    count = 100
     graph = chain({"id": "d", "type": "delay", "params": {"seconds": 3}})
     workflow = make_workflow(owner, graph)
     started = time.monotonic()
@@ -139,7 +139,8 @@ def test_many_short_delays_finish_fast_without_holding_slots(
 
     wait_for(all_done, timeout=60, interval=0.2)
     elapsed = time.monotonic() - started
-    assert elapsed < 25, elapsed
+    print(f"{count} executions with a 3 s delay on 2 slots: {elapsed:.1f} s")  # noqa: T201
+    assert elapsed < 30, elapsed
 
 
 def test_cancel_waiting_and_running(owner, running_engine: EngineProcesses):
