@@ -244,3 +244,23 @@ def test_create_api_key_refuses_unknown_scopes_and_users(owner: User) -> None:
     with pytest.raises(CommandError, match="No user"):
         _run("create_api_key", "--user", "nobody@example.com", "--scopes", "workflows:read")
     assert not ApiKey.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prune_by_retention_vacuums_the_execution_tables(owner: User) -> None:
+    from ops.services import executions_prune_by_retention
+
+    workflow = make_workflow(owner)
+    make_execution(workflow, status="succeeded", age=dt.timedelta(days=30))
+
+    counts = executions_prune_by_retention()
+
+    assert counts["succeeded"] == 1
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = %s",
+            [Execution._meta.db_table],
+        )
+        (last_vacuum,) = cursor.fetchone()
+    assert last_vacuum is not None
+    assert timezone.now() - last_vacuum < dt.timedelta(minutes=1)
