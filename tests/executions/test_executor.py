@@ -436,3 +436,22 @@ def test_long_chain_overhead_is_small():
     assert outcome.status == "succeeded"
     assert len(store.nodes) == count + 1
     assert elapsed < 5  # generous: a loaded 2-core machine; the bench measures precisely
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["{{ ''.__class__.__mro__ }}", "{{ 'a' * 10**9 }}", "{{ 1 / 0 }}", "{{ input.missing }}"],
+)
+def test_bad_expression_fails_only_that_node(expression):
+    spec = graph(
+        [
+            node("bad", params={"value": expression}, on_error="continue"),
+            node("ok", params={"value": 1}),
+        ],
+        [("t", "bad"), ("t", "ok")],
+    )
+    store, outcome = run(spec)
+    assert outcome.status == "succeeded"
+    assert store.nodes["bad"].status == "failed"
+    assert (store.nodes["bad"].error or {})["code"] == "expression_error"
+    assert outcome.output == {"bad": {"error": store.nodes["bad"].error}, "ok": 1}
