@@ -43,12 +43,10 @@ from executions.executor import (
     LogLine,
     NodeState,
     Outcome,
-    Plan,
     plan_build,
     to_json,
 )
 from executions.models import (
-    ACTIVE_STATUSES,
     TERMINAL_STATUSES,
     Execution,
     ExecutionLog,
@@ -833,13 +831,3 @@ def executions_sweep() -> dict[str, int]:
     if due or lost or stale:
         logger.info("execution sweep: %s", counts)
     return counts
-
-
-def execution_active_statuses() -> frozenset[str]:
-    """Statuses of an execution that has not finished."""
-    return ACTIVE_STATUSES
-
-
-def plan_for_execution(execution: Execution) -> Plan:
-    """The plan an execution follows (its recorded version's graph)."""
-    return plan_build(execution.version.graph)

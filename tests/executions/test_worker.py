@@ -296,3 +296,23 @@ def test_broker_down_at_execute_answers_202_and_the_sweeper_runs_it_later(
     engine.worker()
     engine.beat()
     assert wait_finished(execution_id, timeout=40).status == "succeeded"
+
+
+def test_execute_workflow_command_waits_for_the_result(owner, running_engine: EngineProcesses):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    ok = make_workflow(owner, chain({"id": "a", "type": "test_emit", "params": {"value": 5}}))
+    out = StringIO()
+    call_command("execute_workflow", str(ok.pk), "--wait", "--timeout", "30", stdout=out)
+    assert '"status": "succeeded"' in out.getvalue()
+    assert '"a": 5' in out.getvalue()
+    bad = make_workflow(
+        owner,
+        chain({"id": "b", "type": "test_flaky", "params": {"fail_times": 1, "retryable": False}}),
+    )
+    with pytest.raises(CommandError, match="ended failed"):
+        call_command(
+            "execute_workflow", str(bad.pk), "--wait", "--timeout", "30", stdout=StringIO()
+        )
