@@ -55,9 +55,9 @@ class Execution(models.Model):
         "workflows.Workflow", on_delete=models.CASCADE, related_name="executions"
     )
     workflow_version = models.PositiveIntegerField()
-    # The graph snapshot this run follows; PROTECT keeps history from vanishing under it.
+    # The graph snapshot this run follows; RESTRICT keeps it unless its workflow goes too.
     version = models.ForeignKey(
-        "workflows.WorkflowVersion", on_delete=models.PROTECT, related_name="executions"
+        "workflows.WorkflowVersion", on_delete=models.RESTRICT, related_name="executions"
     )
     status = models.CharField(
         max_length=16, choices=ExecutionStatus.choices, default=ExecutionStatus.QUEUED

@@ -399,3 +399,13 @@ def test_missing_credential_fails_the_node_with_node_error(owner):
     execution = run_to_end(start(make_workflow(owner, graph)))
     assert execution.status == "failed"
     assert (execution.error or {})["code"] == "node_error"
+
+
+def test_deleting_a_workflow_deletes_its_executions(owner):
+    from workflows.models import Workflow
+
+    workflow = make_workflow(owner, chain(emit("a", 1)))
+    execution = run_to_end(start(workflow))
+    workflow.delete()
+    assert not Workflow.objects.filter(pk=workflow.pk).exists()
+    assert not Execution.objects.filter(pk=execution.pk).exists()
