@@ -403,10 +403,21 @@ class DatabaseRunStore:
         if not nodes:
             return []
         rows = [
-            NodeRun(pk=self.node_pks[state.node_id], **{f: getattr(state, f) for f in NODE_FIELDS})
+            NodeRun(
+                pk=self.node_pks[state.node_id],
+                execution_id=self.execution.pk,
+                node_id=state.node_id,
+                type=state.type,
+                **{f: getattr(state, f) for f in NODE_FIELDS},
+            )
             for state in nodes
         ]
-        NodeRun.objects.bulk_update(rows, NODE_FIELDS)
+        # Every row exists (loaded at claim), so this upsert only ever updates. It compiles to
+        # one INSERT ... ON CONFLICT DO UPDATE, where bulk_update builds a CASE per field and row
+        # (profiled: 3 ms per node on a 500-node chain, most of it building expressions).
+        NodeRun.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["id"], update_fields=list(NODE_FIELDS)
+        )
         return [
             events.status_message(
                 self.execution.pk,
