@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
+import structlog
+
 from nodes.base import Node, NodeContext, NodeError, NodeParams, NodeResult
 from nodes.registry import get_node_class
 
@@ -610,6 +612,11 @@ class Executor:
         return None
 
     def _run_node(self, state: NodeState, node_class: type[Node] | None) -> Outcome | None:
+        # Every log line the worker writes while this node runs names the node.
+        with structlog.contextvars.bound_contextvars(node_id=state.node_id):
+            return self._run_node_bound(state, node_class)
+
+    def _run_node_bound(self, state: NodeState, node_class: type[Node] | None) -> Outcome | None:
         spec = self.plan.nodes[state.node_id]
         started = time.monotonic()
         resuming = state.wait_kind == "resume"

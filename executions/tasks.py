@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from celery import shared_task
 from celery.signals import worker_shutting_down
 
@@ -13,7 +14,8 @@ from executions import services
 @shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def run_execution_task(execution_id: str) -> None:
     """Advance one execution; a duplicate or late delivery finds nothing to claim and returns."""
-    services.execution_run(execution_id=execution_id)
+    with structlog.contextvars.bound_contextvars(execution_id=execution_id):
+        services.execution_run(execution_id=execution_id)
 
 
 @shared_task(ignore_result=True)
