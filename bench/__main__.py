@@ -4,11 +4,13 @@ target scaled by them; print a table and write the figures as JSON under bench/r
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from bench import baselines as baselines_module
 from bench.common import Figure, machine_facts, print_table, write_results
 
+# Each part is a module `bench.<name>` with `run(base: Baselines) -> list[Figure]`.
 PARTS = ("engine",)
 
 
@@ -21,10 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     base = baselines_module.measure(args.seconds)
     print_table("baselines", [], base.as_dict())
     figures: list[Figure] = []
-    if args.part in ("engine", "all"):
-        from bench import engine
-
-        figures.extend(engine.run(base.b1_rate))
+    for part in PARTS:
+        if args.part in (part, "all"):
+            module = importlib.import_module(f"bench.{part}")
+            figures.extend(module.run(base))
     if figures:
         print_table(args.part, figures, base.as_dict())
     path = write_results(

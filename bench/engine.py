@@ -14,6 +14,7 @@ import os
 import time
 from typing import Any
 
+from bench.baselines import Baselines
 from bench.common import Figure, median, scale_latency_b1
 
 NODES = 500
@@ -131,7 +132,8 @@ def persisted_ms_per_node(shape: str) -> float:
     return median(samples)
 
 
-def run(b1_rate: float) -> list[Figure]:
+def run(base: Baselines) -> list[Figure]:
+    b1_rate = base.b1_rate
     _setup_django()
     figures = []
     for shape in ("chain", "fanout"):
