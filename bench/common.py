@@ -293,3 +293,19 @@ def machine_facts() -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     return {"cpu": cpu, "cores": os.cpu_count(), "python": sys.version.split()[0]}
+
+
+def named_cpu_seconds(name: str) -> float:
+    """CPU seconds of every process called `name` (with the children each has waited for).
+
+    For PostgreSQL this covers every backend: live ones by their own counters, exited ones
+    through the postmaster's waited-for children.
+    """
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (entry / "comm").read_text().strip() == name:
+                total += cpu_seconds(int(entry.name))
+    return total
