@@ -192,13 +192,33 @@ class Process:
             self.popen.wait(timeout=5)
 
 
-def start_process(name: str, args: list[str], env: dict[str, str] | None = None) -> Process:
+def start_process(
+    name: str, args: list[str], env: dict[str, str] | None = None, *, new_session: bool = False
+) -> Process:
+    """Start a logged child; `new_session` puts it in a process group of its own (killpg-able)."""
     log = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])
     handle = log.open("wb")
     popen = subprocess.Popen(
-        args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=handle, stderr=subprocess.STDOUT
+        args,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=new_session,
     )
     return Process(name=name, popen=popen, log_path=log)
+
+
+def stop_group(process: Process, timeout: float = 15.0) -> None:
+    """SIGTERM a process group started with `new_session`, then SIGKILL what is left (bounded)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.popen.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.popen.wait(timeout=5)
 
 
 def wait_http(url: str, timeout: float = 30.0, process: Process | None = None) -> None:
