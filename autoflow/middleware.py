@@ -10,6 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
 
@@ -43,32 +45,114 @@ def _resolved_user_id(request: HttpRequest) -> str | None:
     return None
 
 
-class RequestIdMiddleware:
+GetResponse = Callable[[HttpRequest], Any]
+
+
+class AsyncCapableMiddleware:
+    """Base for middleware that runs in whichever mode the next layer runs.
+
+    Under daphne the webhook view is async: one sync-only middleware in the chain would push
+    every request (and the view) through a thread hop, so ours work both ways.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        return self.handle(request, self.get_response)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        return await self.ahandle(request)
+
+    def handle(self, request: HttpRequest, get_response: GetResponse) -> HttpResponse:
+        raise NotImplementedError
+
+    async def ahandle(self, request: HttpRequest) -> HttpResponse:
+        raise NotImplementedError
+
+
+class RequestIdMiddleware(AsyncCapableMiddleware):
     """Give every request an id, put it in every log line and on the response, log once."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def _begin(self, request: HttpRequest) -> str:
         request_id = incoming_request_id(request.headers.get("X-Request-ID"))
         request.request_id = request_id  # type: ignore[attr-defined]
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        response = self.get_response(request)
+        return request_id
+
+    def _end(
+        self, request: HttpRequest, response: HttpResponse, request_id: str, started: float
+    ) -> HttpResponse:
         response["X-Request-ID"] = request_id
         level = logging.WARNING if response.status_code >= 500 else logging.INFO
-        logger.log(
-            level,
-            "request",
-            method=request.method,
-            path=request.path,
-            status=response.status_code,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            user_id=_resolved_user_id(request),
-        )
+        if logger.isEnabledFor(level):
+            logger.log(
+                level,
+                "request",
+                method=request.method,
+                path=request.path,
+                status=response.status_code,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                user_id=_resolved_user_id(request),
+            )
         structlog.contextvars.clear_contextvars()
         return response
+
+    def handle(self, request: HttpRequest, get_response: GetResponse) -> HttpResponse:
+        request_id = self._begin(request)
+        started = time.perf_counter()
+        return self._end(request, get_response(request), request_id, started)
+
+    async def ahandle(self, request: HttpRequest) -> HttpResponse:
+        request_id = self._begin(request)
+        started = time.perf_counter()
+        return self._end(request, await self.get_response(request), request_id, started)
+
+
+class StaticFilesMiddleware(AsyncCapableMiddleware):
+    """WhiteNoise, consulted only for paths under STATIC_URL.
+
+    WhiteNoise's own middleware is sync-only and looks every path up; this keeps its serving
+    (compression, caching headers) for static files and lets every other request through
+    in the mode it arrived in.
+    """
+
+    def __init__(self, get_response: GetResponse) -> None:
+        from whitenoise.middleware import WhiteNoiseMiddleware
+
+        super().__init__(get_response)
+        self.whitenoise = WhiteNoiseMiddleware(get_response)
+        self.prefix = "/" + (settings.STATIC_URL or "/static/").lstrip("/")
+
+    def _static_response(self, request: HttpRequest) -> HttpResponse | None:
+        whitenoise = self.whitenoise
+        path = request.path_info
+        found = whitenoise.find_file(path) if whitenoise.autorefresh else whitenoise.files.get(path)
+        return None if found is None else whitenoise.serve(found, request)
+
+    def handle(self, request: HttpRequest, get_response: GetResponse) -> HttpResponse:
+        if request.path_info.startswith(self.prefix):
+            response = self._static_response(request)
+            if response is not None:
+                return response
+        return get_response(request)
+
+    async def ahandle(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info.startswith(self.prefix):
+            # File lookups touch the disk: off the event loop.
+            response = await sync_to_async(self._static_response)(request)
+            if response is not None:
+                return response
+        return await self.get_response(request)
 
 
 _DJANGO_ERRORS = {
@@ -84,14 +168,16 @@ _DJANGO_ERRORS = {
 }
 
 
-class ApiErrorMiddleware:
+class ApiErrorMiddleware(AsyncCapableMiddleware):
     """Never an HTML error page under /api/: render what escaped the views as JSON."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    def handle(self, request: HttpRequest, get_response: GetResponse) -> HttpResponse:
+        return self._converted(request, get_response(request))
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
+    async def ahandle(self, request: HttpRequest) -> HttpResponse:
+        return self._converted(request, await self.get_response(request))
+
+    def _converted(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if (
             request.path.startswith("/api")
             and response.status_code >= 400

@@ -98,7 +98,7 @@ MIDDLEWARE = [
     "autoflow.middleware.RequestIdMiddleware",
     "autoflow.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "autoflow.middleware.StaticFilesMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -33,6 +33,54 @@ def user_group(user_id: object) -> str:
     return f"user.{user_id}"
 
 
+def completion_group(execution_id: object) -> str:
+    """Waiters for one execution's end only (a webhook answering on completion).
+
+    They join this group rather than `execution.<id>`, so they wake once, not per log batch.
+    """
+    return f"execution.{execution_id}.complete"
+
+
+class _LocalWaiters:
+    """Completion futures of waiters in this process, resolved from any thread.
+
+    The in-memory channel layer (the embedded default) is not thread-safe: a message sent from
+    the worker's thread does not wake a receiver on the web server's loop. Waiters there
+    register here instead; the publisher resolves them when it sees the completion.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]]] = {}
+
+    def add(self, execution_id: object, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            self._futures.setdefault(str(execution_id), []).append((loop, future))
+        return future
+
+    def discard(self, execution_id: object, future: asyncio.Future[Any]) -> None:
+        with self._lock:
+            entries = self._futures.get(str(execution_id), [])
+            entries[:] = [entry for entry in entries if entry[1] is not future]
+            if not entries:
+                self._futures.pop(str(execution_id), None)
+
+    def resolve(self, execution_id: str, message: dict[str, Any]) -> None:
+        with self._lock:
+            entries = self._futures.pop(execution_id, [])
+        for loop, future in entries:
+            loop.call_soon_threadsafe(_set_result, future, message)
+
+
+def _set_result(future: asyncio.Future[Any], message: dict[str, Any]) -> None:
+    if not future.done():
+        future.set_result(message)
+
+
+local_waiters = _LocalWaiters()
+
+
 class _Publisher:
     """One background loop per process; re-created after a fork (prefork pool children)."""
 
@@ -71,6 +119,9 @@ class _Publisher:
             group, message = await self._queue.get()
             try:
                 if layer is not None:
+                    if message.get("type") == "execution.complete":
+                        # The waiting webhook first: it holds an HTTP request open.
+                        await layer.group_send(completion_group(message["execution_id"]), message)
                     await layer.group_send(group, message)
             except Exception:  # a down Redis must not stop the next message
                 logger.warning("event publish failed", exc_info=True)
@@ -87,6 +138,9 @@ class _Publisher:
     def send(self, messages: Iterable[Message]) -> None:
         """Queue messages for publishing; never raises."""
         try:
+            for _, body in messages:
+                if body.get("type") == "execution.complete":
+                    local_waiters.resolve(body["execution_id"], body)
             loop = self._ensure_started()
             for item in messages:
                 self._pending += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from django.db import connection
 from django.db.models import Count, F, Min, Q, Sum
@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from autoflow.middleware import AsyncCapableMiddleware, GetResponse
 from executions.models import Execution, ExecutionStatus, NodeRun
 
 logger = logging.getLogger(__name__)
@@ -49,20 +50,26 @@ def _view_label(request: HttpRequest) -> str:
     return str(match.view_name or match._func_path)
 
 
-class RequestMetricsMiddleware:
-    """Count and time every request by the view that served it."""
+class RequestMetricsMiddleware(AsyncCapableMiddleware):
+    """Count and time every request by the view that served it (sync or async chain)."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        started = time.perf_counter()
-        response = self.get_response(request)
+    def _observe(self, request: HttpRequest, response: HttpResponse, started: float) -> None:
         view = _view_label(request)
         REQUESTS.labels(
             view=view, method=request.method or "", status=str(response.status_code)
         ).inc()
         REQUEST_LATENCY.labels(view=view).observe(time.perf_counter() - started)
+
+    def handle(self, request: HttpRequest, get_response: GetResponse) -> HttpResponse:
+        started = time.perf_counter()
+        response: HttpResponse = get_response(request)
+        self._observe(request, response, started)
+        return response
+
+    async def ahandle(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response: HttpResponse = await self.get_response(request)
+        self._observe(request, response, started)
         return response
 
 

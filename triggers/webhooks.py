@@ -1,9 +1,11 @@
 """`/api/hooks/{token}`: a plain async Django view, so a call that waits holds no thread.
 
 The synchronous work (lookup, rate limit, signature, parse, start, record) happens in one
-`sync_to_async` hop. With `respond: "on_complete"` the view then waits on the channel layer for
-the execution's `execution.complete` message, re-checking the database every half second
-(live delivery is best-effort), bounded by `WEBHOOK_RESPOND_TIMEOUT_SECONDS`.
+hop to the loop's shared thread pool (whose threads keep their database connections, where a
+thread-sensitive hop would open a new one per request). With `respond: "on_complete"` the view
+then waits for the execution's `execution.complete` message on its completion group (or, with
+the in-memory layer of the embedded default, a process-local future), re-checking the database
+every half second (live delivery is best-effort), bounded by `WEBHOOK_RESPOND_TIMEOUT_SECONDS`.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync, sync_to_async
-from channels.layers import BaseChannelLayer, get_channel_layer
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
@@ -35,7 +38,7 @@ from autoflow.exceptions import (
     translate_exception,
 )
 from autoflow.ratelimit import check_rate
-from executions.events import execution_group
+from executions.events import completion_group, local_waiters
 from executions.models import TERMINAL_STATUSES, Execution, ExecutionStatus, ExecutionTrigger
 from executions.services import execution_start
 from triggers.config import trigger_params
@@ -59,6 +62,18 @@ class WebhookMethodNotAllowed(AppError):
 
 
 @dataclass
+class Waiter:
+    """How this call hears of its execution's end: a channel-layer channel or a local future."""
+
+    loop: asyncio.AbstractEventLoop
+    layer: BaseChannelLayer | None = None
+    channel: str | None = None
+    future: asyncio.Future[Any] | None = None
+    subscribed: bool = False
+    execution_id: uuid.UUID | None = field(default=None)
+
+
+@dataclass
 class Accepted:
     """What the synchronous part decided: the execution started and how to answer."""
 
@@ -66,7 +81,6 @@ class Accepted:
     execution_id: uuid.UUID
     status: str
     wait: bool
-    subscribed: bool
 
 
 def _verify_signature(secret: str, body: bytes, header: str | None) -> None:
@@ -115,18 +129,51 @@ def _input_for(request: HttpRequest, body: Any) -> dict[str, Any]:
     }
 
 
-def _subscribe(layer: BaseChannelLayer, channel: str, execution_id: uuid.UUID) -> bool:
+def _subscribe(waiter: Waiter, execution_id: uuid.UUID) -> None:
+    waiter.execution_id = execution_id
+    if waiter.layer is None or waiter.channel is None:
+        waiter.future = local_waiters.add(execution_id, waiter.loop)
+        waiter.subscribed = True
+        return
     try:
-        async_to_sync(layer.group_add)(execution_group(execution_id), channel)
+        async_to_sync(waiter.layer.group_add)(completion_group(execution_id), waiter.channel)
     except Exception:  # a down Redis: the database re-check still answers
         logger.warning("webhook could not subscribe to execution events", exc_info=True)
-        return False
-    return True
+        return
+    waiter.subscribed = True
 
 
-def _accept(
-    request: HttpRequest, token: str, layer: BaseChannelLayer | None, channel: str | None
-) -> Accepted:
+Result = TypeVar("Result")
+
+
+def _tidy_connection() -> None:
+    """Close this pool thread's connection when it broke or aged out, as a request end would.
+
+    The loop's pool threads outlive requests, so Django's request-finished cleanup never
+    reaches their connections; without this a connection broken by a database restart would
+    fail every later call made from that thread.
+    """
+    connection = connections["default"]
+    if connection.connection is None:
+        return
+    expired = connection.close_at is not None and time.monotonic() >= connection.close_at
+    if connection.errors_occurred or expired:
+        connection.close_if_unusable_or_obsolete()
+
+
+def _pooled(function: Callable[..., Result], *args: Any) -> Result:
+    try:
+        return function(*args)
+    finally:
+        _tidy_connection()
+
+
+async def _in_pool(function: Callable[..., Result], *args: Any) -> Result:
+    """Run sync database work in the loop's shared thread pool (connections reused)."""
+    return await sync_to_async(_pooled, thread_sensitive=False)(function, *args)
+
+
+def _accept(request: HttpRequest, token: str, waiter: Waiter) -> Accepted:
     """Run every check in SPEC order, start the execution, record the call (one thread hop)."""
     method = request.method or "GET"
     workflow = Workflow.objects.filter(webhook_token=token).first()
@@ -155,7 +202,6 @@ def _accept(
                 details={"Idempotency-Key": [f"At most {IDEMPOTENCY_KEY_MAX_LENGTH} characters."]},
             )
         wait = params.respond == "on_complete"
-        subscribed = False
         with transaction.atomic():
             execution, created = execution_start(
                 workflow=workflow,
@@ -167,8 +213,8 @@ def _accept(
             )
             # Subscribing before the commit (which enqueues the run) means the completion
             # message cannot slip past; a replay may be finished already, so it is re-read.
-            if wait and layer is not None and channel is not None:
-                subscribed = _subscribe(layer, channel, execution.pk)
+            if wait:
+                _subscribe(waiter, execution.pk)
         execution_id = execution.pk
         # A replay answers what the first call answered: the execution, queued.
         current: str = ExecutionStatus.QUEUED
@@ -182,7 +228,6 @@ def _accept(
             execution_id=execution.pk,
             status=current,
             wait=wait,
-            subscribed=subscribed,
         )
     except AppError as error:
         status = error.status_code
@@ -196,13 +241,21 @@ def _accept(
             )
 
 
-def _finish(accepted: Accepted, method: str) -> HttpResponse:
-    """Answer a waiting call from the execution's row, and record what was answered."""
-    row = (
-        Execution.objects.filter(pk=accepted.execution_id)
-        .values("status", "output", "error")
-        .first()
-    )
+def _finish(accepted: Accepted, method: str, completion: dict[str, Any] | None) -> HttpResponse:
+    """Answer a waiting call (from its completion message, else the row); record the answer."""
+    if completion is not None and completion.get("status") == ExecutionStatus.SUCCEEDED:
+        # The message carries the stored output: no need to read the row back.
+        row: dict[str, Any] | None = {
+            "status": completion["status"],
+            "output": completion["output"],
+        }
+    else:
+        found = (
+            Execution.objects.filter(pk=accepted.execution_id)
+            .values("status", "output", "error")
+            .first()
+        )
+        row = dict(found) if found is not None else None
     status = row["status"] if row else accepted.status
     response: HttpResponse
     if status == ExecutionStatus.SUCCEEDED and row is not None:
@@ -238,42 +291,48 @@ def _status_of(execution_id: uuid.UUID) -> str | None:
     return Execution.objects.filter(pk=execution_id).values_list("status", flat=True).first()
 
 
-async def _wait_for_completion(
-    accepted: Accepted, layer: BaseChannelLayer | None, channel: str | None
-) -> None:
-    """Return once the execution is terminal or the bound passes (never raises)."""
+async def _wait_for_completion(accepted: Accepted, waiter: Waiter) -> dict[str, Any] | None:
+    """Return the completion message, or None once the row is terminal or the bound passes."""
     if accepted.status in TERMINAL_STATUSES:
-        return
+        return None
     deadline = time.monotonic() + settings.WEBHOOK_RESPOND_TIMEOUT_SECONDS
     while (remaining := deadline - time.monotonic()) > 0:
         timeout = min(RECHECK_SECONDS, remaining)
-        if accepted.subscribed and layer is not None and channel is not None:
+        if waiter.future is not None:
+            done, _ = await asyncio.wait({waiter.future}, timeout=timeout)
+            if done:
+                return dict(waiter.future.result())
+        elif waiter.subscribed and waiter.layer is not None and waiter.channel is not None:
             try:
-                message = await asyncio.wait_for(layer.receive(channel), timeout=timeout)
+                message = await asyncio.wait_for(waiter.layer.receive(waiter.channel), timeout)
             except TimeoutError:
                 message = None
             except Exception:  # the layer went away: keep answering from the database
                 logger.warning("webhook lost its event subscription", exc_info=True)
-                accepted.subscribed = False
+                waiter.subscribed = False
                 message = None
             if message is not None:
                 if message.get("type") == "execution.complete":
-                    return
+                    return dict(message)
                 continue
         else:
             await asyncio.sleep(timeout)
-        status = await sync_to_async(_status_of)(accepted.execution_id)
+        status = await _in_pool(_status_of, accepted.execution_id)
         if status is None or status in TERMINAL_STATUSES:
-            return
+            return None
+    return None
 
 
-async def _unsubscribe(
-    accepted: Accepted, layer: BaseChannelLayer | None, channel: str | None
-) -> None:
-    if not accepted.subscribed or layer is None or channel is None:
+async def _unsubscribe(waiter: Waiter) -> None:
+    if waiter.execution_id is None:
+        return
+    if waiter.future is not None:
+        local_waiters.discard(waiter.execution_id, waiter.future)
+        return
+    if not waiter.subscribed or waiter.layer is None or waiter.channel is None:
         return
     try:
-        await layer.group_discard(execution_group(accepted.execution_id), channel)
+        await waiter.layer.group_discard(completion_group(waiter.execution_id), waiter.channel)
     except Exception:
         logger.warning("webhook could not unsubscribe", exc_info=True)
 
@@ -288,24 +347,34 @@ def _error_response(error: Exception) -> HttpResponse:
     return response
 
 
+async def _waiter() -> Waiter:
+    waiter = Waiter(loop=asyncio.get_running_loop())
+    layer = get_channel_layer()
+    # The in-memory layer cannot wake a receiver from another thread: use a local future.
+    if layer is not None and not isinstance(layer, InMemoryChannelLayer):
+        waiter.layer = layer
+        waiter.channel = await layer.new_channel()
+    return waiter
+
+
 @csrf_exempt
 async def webhook_receive(request: HttpRequest, token: str) -> HttpResponse:
     """Start an execution from a webhook call; answer 202, or its outcome when asked to wait."""
-    layer = get_channel_layer()
-    channel = await layer.new_channel() if layer is not None else None
+    waiter = await _waiter()
     try:
-        accepted = await sync_to_async(_accept)(request, token, layer, channel)
+        accepted = await _in_pool(_accept, request, token, waiter)
     except Exception as error:  # translate_exception re-raises what is not ours to answer
+        await _unsubscribe(waiter)
         return _error_response(error)
     if not accepted.wait:
         return JsonResponse(
             {"execution_id": str(accepted.execution_id), "status": accepted.status}, status=202
         )
     try:
-        await _wait_for_completion(accepted, layer, channel)
+        completion = await _wait_for_completion(accepted, waiter)
     finally:
-        await _unsubscribe(accepted, layer, channel)
+        await _unsubscribe(waiter)
     try:
-        return await sync_to_async(_finish)(accepted, request.method or "GET")
+        return await _in_pool(_finish, accepted, request.method or "GET", completion)
     except Exception as error:
         return _error_response(error)
