@@ -234,6 +234,8 @@ def sockets_run(env: dict[str, str], *, count: int) -> dict[str, Any]:
         _helper(["-m", "bench.ws_setup", "sockets", str(setup), f"--count={count}"], env, 120)
         time.sleep(1.0)
         before = rss_mb(web.pid)
+        # The warm-up client left its own ready count behind.
+        store.delete(READY_KEY)
         client = subprocess.Popen(
             [PYTHON, "-m", "bench.ws_client", "sockets", ws_url, str(setup), str(out)],
             cwd=ROOT,

@@ -88,7 +88,6 @@ async def sockets(
     url: str, setup: dict[str, Any], timeout: float, concurrency: int
 ) -> dict[str, Any]:
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    client.delete(READY_KEY, FAILED_KEY)
     gate = asyncio.Semaphore(concurrency)
     opened: list[tuple[ClientConnection, str]] = []
     failures: list[str] = []
@@ -119,7 +118,8 @@ async def sockets(
     async def receive_one(socket: ClientConnection, execution_id: str) -> bool:
         try:
             message = await _expect(socket, "execution:logs", timeout)
-        except Exception:
+        except Exception as error:
+            failures.append(f"receive: {error!r}")
             return False
         arrivals.append(time.time())
         return bool(message["execution_id"] == execution_id and message["lines"])

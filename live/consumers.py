@@ -12,6 +12,8 @@ import json
 import logging
 import time
 import uuid
+import weakref
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -140,6 +142,60 @@ def _seq(message: dict[str, Any], name: str, *, required: bool) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise BadMessage(f"`{name}` must be a non-negative integer.")
     return value
+
+
+class SnapshotBatcher:
+    """Coalesce one event loop's snapshot reads into one query at a time.
+
+    Database calls from consumers run one at a time on a single thread, so a thousand sockets
+    each polling its execution would queue a thousand queries (holding each socket's lock
+    meanwhile); reads that arrive while one query runs are answered together by the next.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, list[asyncio.Future[selectors.ExecutionSnapshot | None]]] = {}
+        self._runner: asyncio.Task[None] | None = None
+
+    async def get(self, execution_id: str) -> selectors.ExecutionSnapshot | None:
+        future: asyncio.Future[selectors.ExecutionSnapshot | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting.setdefault(execution_id, []).append(future)
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, {}
+            try:
+                found = await database_sync_to_async(selectors.execution_snapshots)(
+                    execution_ids=list(batch)
+                )
+            except Exception as error:  # each waiting socket handles it as its own read would
+                for futures in batch.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(error)
+                continue
+            for execution_id, futures in batch.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(found.get(execution_id))
+
+
+_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SnapshotBatcher] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def snapshot_batched(execution_id: str) -> Awaitable[selectors.ExecutionSnapshot | None]:
+    """Read an execution's snapshot through the running loop's batcher."""
+    loop = asyncio.get_running_loop()
+    batcher = _batchers.get(loop)
+    if batcher is None:
+        batcher = _batchers[loop] = SnapshotBatcher()
+    return batcher.get(execution_id)
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
@@ -461,9 +517,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
                 self._check_stall(subscription)
 
     async def _refresh_from_database(self, subscription: ExecutionSubscription) -> None:
-        snapshot = await database_sync_to_async(selectors.execution_snapshot)(
-            execution_id=subscription.execution_id
-        )
+        snapshot = await snapshot_batched(subscription.execution_id)
         if snapshot is None:
             return
         subscription.known_seq = max(subscription.known_seq, snapshot.last_seq)

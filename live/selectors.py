@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Max
+from django.db.models import Max, OuterRef, Subquery
 
 from accounts.models import User
 from autoflow.exceptions import NotFound
@@ -57,6 +57,28 @@ def execution_snapshot(*, execution_id: uuid.UUID | str) -> ExecutionSnapshot | 
         duration_ms=execution.duration_ms,
         output=execution.output,
     )
+
+
+def execution_snapshots(*, execution_ids: list[str]) -> dict[str, ExecutionSnapshot]:
+    """Snapshots of many executions in one query, keyed by id; gone ones are left out."""
+    last = ExecutionLog.objects.filter(execution_id=OuterRef("pk")).order_by("-seq").values("seq")
+    rows = (
+        Execution.objects.filter(pk__in=execution_ids)
+        .annotate(last_seq=Subquery(last[:1]))
+        .only("id", "workflow_id", "status", "duration_ms", "output")
+    )
+    return {
+        str(row.pk): ExecutionSnapshot(
+            execution_id=str(row.pk),
+            workflow_id=str(row.workflow_id),
+            status=row.status,
+            is_terminal=row.is_terminal,
+            last_seq=int(row.last_seq or 0),
+            duration_ms=row.duration_ms,
+            output=row.output,
+        )
+        for row in rows
+    }
 
 
 def log_line_as_dict(line: ExecutionLog) -> dict[str, Any]:
