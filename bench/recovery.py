@@ -320,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", default=",".join(KILLS))
     parser.add_argument("--scenario", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the workers on the way out
     kills = tuple(k for k in args.kills.split(",") if k)
     if any(k not in KILLS for k in kills):
         parser.error(f"--kills takes {', '.join(KILLS)}")
