@@ -7,6 +7,7 @@ The suite runs against the real PostgreSQL and Redis named by DATABASE_URL / RED
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -18,6 +19,7 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from accounts.tokens import tokens_issue
 from tests.factories import UserFactory
+from tests.mail import Recorder, smtp_server
 from tests.servers import live_daphne
 
 __all__ = ["live_daphne"]
@@ -111,3 +113,10 @@ def outsider_client(outsider: User) -> APIClient:
 @pytest.fixture
 def admin_client_api(admin_user: User) -> APIClient:
     return client_for(admin_user)
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Recorder, int]]:
+    """A real SMTP server (aiosmtpd) on a loopback port: its recorder and port."""
+    with smtp_server() as server:
+        yield server
