@@ -191,7 +191,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 5000, "expiry": 30},
+            # redis-py 8 times socket reads out after 5 s by default, the same 5 s channels-redis
+            # blocks in BZPOPMIN: an idle receive then raises and kills a consumer (code 1011).
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "capacity": 5000,
+                "expiry": 30,
+            },
         }
     }
 else:
