@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import AllowAny
@@ -69,6 +69,7 @@ class PublicAuthView(APIView):
 
 
 class RegisterView(PublicAuthView):
+    @extend_schema_serializer(component_name="RegisterInput")
     class InputSerializer(serializers.Serializer[Any]):
         email = serializers.EmailField(max_length=254)
         password = serializers.CharField(max_length=128, trim_whitespace=False)
@@ -92,6 +93,7 @@ class RegisterView(PublicAuthView):
 
 
 class LoginView(PublicAuthView):
+    @extend_schema_serializer(component_name="LoginInput")
     class InputSerializer(serializers.Serializer[Any]):
         email = serializers.CharField(max_length=254)
         password = serializers.CharField(max_length=128, trim_whitespace=False)
@@ -151,8 +153,9 @@ class LogoutView(PublicAuthView):
 
 
 class MeView(APIView):
+    @extend_schema_serializer(component_name="MeUpdateInput")
     class InputSerializer(serializers.Serializer[Any]):
-        name = serializers.CharField(max_length=150, allow_blank=True)
+        name = serializers.CharField(max_length=150, allow_blank=True, required=False)
 
     @extend_schema(responses={200: UserOutputSerializer, **error_responses(401, 403)})
     def get(self, request: Request) -> Response:
@@ -165,13 +168,17 @@ class MeView(APIView):
     def patch(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = services.user_update(user=cast(User, request.user), **serializer.validated_data)
+        user = cast(User, request.user)
+        # A PATCH may leave every field out; then nothing changes.
+        if "name" in serializer.validated_data:
+            user = services.user_update(user=user, name=serializer.validated_data["name"])
         return Response(UserOutputSerializer(user).data)
 
 
 class PasswordView(APIView):
     rate_limit_group = "auth"
 
+    @extend_schema_serializer(component_name="PasswordChangeInput")
     class InputSerializer(serializers.Serializer[Any]):
         current_password = serializers.CharField(max_length=128, trim_whitespace=False)
         new_password = serializers.CharField(max_length=128, trim_whitespace=False)
@@ -209,6 +216,7 @@ class ApiKeyCreatedSerializer(serializers.ModelSerializer[ApiKey]):
 
 
 class ApiKeyListView(GenericAPIView[ApiKey]):
+    @extend_schema_serializer(component_name="ApiKeyCreateInput")
     class InputSerializer(serializers.Serializer[Any]):
         name = serializers.CharField(max_length=100)
         scopes = serializers.ListField(

@@ -40,3 +40,20 @@ def error_responses(*statuses: int) -> dict[int, Any]:
         status: OpenApiResponse(response=ErrorSerializer, description=_DESCRIPTIONS[status])
         for status in statuses
     }
+
+
+def document_page_not_found(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Postprocessing hook: a paginated list answers 404 for a page past the end (DRF's rule)."""
+    for item in result.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            names = {parameter.get("name") for parameter in operation.get("parameters", [])}
+            if "page" in names and "404" not in operation.get("responses", {}):
+                operation["responses"]["404"] = {
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                    "description": "The page is past the end of the list.",
+                }
+    return result

@@ -160,7 +160,9 @@ elif _database["ENGINE"] in (
     _database["CONN_HEALTH_CHECKS"] = True
     _database["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", default=60)
     _database["OPTIONS"] = {"connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", default=5)}
-    if env_bool("DATABASE_POOL", default=False):
+    # A pool by default: under ASGI every request may run its sync code on another thread, and
+    # persistent per-thread connections then pile up until PostgreSQL refuses clients.
+    if env_bool("DATABASE_POOL", default=True):
         _database["CONN_MAX_AGE"] = 0
         _database["OPTIONS"]["pool"] = {
             "min_size": 1,
@@ -273,6 +275,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api",
+    # The schema and docs are public: credentials sent along (even stale ones) are ignored.
+    "SERVE_AUTHENTICATION": [],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "autoflow.schema.document_page_not_found",
+    ],
 }
 
 # --- Limits ---------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, cast
 
 import django_filters
+from django import forms as django_forms
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import filters, serializers, status
 from rest_framework.generics import GenericAPIView
@@ -164,12 +166,29 @@ class WorkflowStatsView(APIView):
         return Response(StatsOutputSerializer(stats).data)
 
 
+class UtcIsoDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO time converted to UTC: PostgreSQL refuses UTC offsets beyond ±15:59."""
+
+    def to_python(self, value: Any) -> dt.datetime | None:
+        parsed = super().to_python(value)
+        if parsed is None or parsed.tzinfo is None:
+            return parsed
+        try:
+            return parsed.astimezone(dt.UTC)
+        except OverflowError as error:
+            raise django_forms.ValidationError("The time is out of range.") from error
+
+
+class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
+
+
 class ExecutionFilter(django_filters.FilterSet):
     workflow = django_filters.UUIDFilter(field_name="workflow_id")
     status = django_filters.ChoiceFilter(choices=ExecutionStatus.choices)
     trigger = django_filters.ChoiceFilter(choices=ExecutionTrigger.choices)
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Execution
