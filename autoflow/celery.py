@@ -17,13 +17,18 @@ app.autodiscover_tasks()
 
 @worker_process_init.connect
 def _drop_inherited_connections(**_: Any) -> None:
-    """A forked pool child must not share its parent's database sockets."""
+    """Forget the parent's database sockets and pools in a forked pool child.
+
+    Forget, not close: closing would end the parent's sessions over the shared sockets, and a
+    psycopg pool's worker threads do not survive a fork anyway.
+    """
     from django.db import connections
+    from django.db.backends.postgresql.base import DatabaseWrapper
 
     for connection in connections.all(initialized_only=True):
-        connection.inc_thread_sharing()
-        connection.close()
-        connection.dec_thread_sharing()
+        connection.connection = None
+    inherited_pools: dict[str, Any] = getattr(DatabaseWrapper, "_connection_pools", {})
+    inherited_pools.clear()
 
 
 @worker_ready.connect
