@@ -15,6 +15,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,8 +202,8 @@ class EngineProcesses:
             process.stop(signal.SIGTERM, timeout=20)
 
 
-@pytest.fixture
-def engine(django_db_setup: Any, django_db_blocker: Any) -> Iterator[EngineProcesses]:
+@contextmanager
+def engine_processes(django_db_blocker: Any, **extra_env: str) -> Iterator[EngineProcesses]:
     """Real Celery processes on the test database and this run's Redis (flushed first)."""
     redis_url = os.environ.get("REDIS_URL", "")
     if not redis_url:
@@ -210,12 +211,21 @@ def engine(django_db_setup: Any, django_db_blocker: Any) -> Iterator[EngineProce
     redis.Redis.from_url(redis_url).flushdb()
     with django_db_blocker.unblock():
         database_url = database_url_from_settings(connection.settings_dict)
-    env = server_env(DATABASE_URL=database_url, REDIS_URL=redis_url, **FAST_ENGINE_ENV)
+    env = server_env(
+        DATABASE_URL=database_url, REDIS_URL=redis_url, **{**FAST_ENGINE_ENV, **extra_env}
+    )
     processes = EngineProcesses(env=env, started=[])
     try:
         yield processes
     finally:
         processes.stop_all()
+
+
+@pytest.fixture
+def engine(django_db_setup: Any, django_db_blocker: Any) -> Iterator[EngineProcesses]:
+    """Real Celery processes for one test; start what it needs with `.worker()`, `.beat()`."""
+    with engine_processes(django_db_blocker) as processes:
+        yield processes
 
 
 @pytest.fixture

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
-from django.db import connection
 
 from accounts.models import User
-from tests.executions.conftest import FAST_ENGINE_ENV, EngineProcesses
-from tests.servers import database_url_from_settings, server_env
+from tests.executions.conftest import EngineProcesses, engine_processes
 from workflows.models import Workflow
 from workflows.services import workflow_create
 
@@ -46,16 +42,6 @@ def webhook_workflow(owner: User, *, active: bool = True, **trigger: Any) -> Wor
 @pytest.fixture(scope="module")
 def trigger_worker(django_db_setup: Any, django_db_blocker: Any) -> Iterator[EngineProcesses]:
     """One real prefork Celery worker on the test database, shared by a module's tests."""
-    redis_url = os.environ.get("REDIS_URL", "")
-    if not redis_url:
-        pytest.fail("the webhook end-to-end tests need REDIS_URL (a real Redis)")
-    redis.Redis.from_url(redis_url).flushdb()
-    with django_db_blocker.unblock():
-        database_url = database_url_from_settings(connection.settings_dict)
-    env = server_env(DATABASE_URL=database_url, REDIS_URL=redis_url, **FAST_ENGINE_ENV)
-    processes = EngineProcesses(env=env, started=[])
-    try:
+    with engine_processes(django_db_blocker) as processes:
         processes.worker()
         yield processes
-    finally:
-        processes.stop_all()
