@@ -360,6 +360,7 @@ class Executor:
         should_stop: Callable[[], bool] = lambda: False,
         enforce_timeouts: bool = True,
         rng: Callable[[], float] = random.random,
+        logs: list[LogLine] | None = None,
     ) -> None:
         self.plan = plan
         self.execution_id = execution_id
@@ -381,7 +382,8 @@ class Executor:
         self._ready: list[int] = []
         self._waiting: set[str] = set()
         self._position = {node_id: index for index, node_id in enumerate(plan.order)}
-        self._logs: list[LogLine] = []
+        # Lines the caller has not stored yet; they go out with the first write.
+        self._logs: list[LogLine] = list(logs or [])
         self._secrets: list[str] = []
         self._cancel = False
         self._last_flush = time.monotonic()

@@ -24,14 +24,24 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import IntegrityError, connections, transaction
-from django.db.models import Case, DateTimeField, F, PositiveIntegerField, Q, Value, When
+from django.db.models import (
+    Case,
+    DateTimeField,
+    F,
+    PositiveIntegerField,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from accounts.models import User
@@ -43,6 +53,7 @@ from executions.executor import (
     LogLine,
     NodeState,
     Outcome,
+    Plan,
     plan_build,
     to_json,
 )
@@ -107,11 +118,26 @@ def execution_enqueue_on_commit(*, execution_id: object, countdown: float | None
 # --- Start -----------------------------------------------------------------------------------
 
 
+# (workflow id, version number) -> version row id: version rows never change once written.
+_version_ids: dict[tuple[Any, int], int] = {}
+VERSION_ID_CACHE_SIZE = 4096
+
+
 def _version_for(workflow: Workflow, version: int | None = None) -> WorkflowVersion:
-    """The stored version row to run (the workflow's current one unless told otherwise)."""
+    """The stored version row to run (the workflow's current one unless told otherwise).
+
+    A row seen before comes back as a reference (id and number, no graph: the plan cache
+    has it), sparing every start a query.
+    """
     number = workflow.version if version is None else version
+    known = _version_ids.get((workflow.pk, number))
+    if known is not None:
+        return WorkflowVersion(pk=known, workflow=workflow, version=number)
     found = WorkflowVersion.objects.filter(workflow=workflow, version=number).first()
     if found is not None:
+        if len(_version_ids) >= VERSION_ID_CACHE_SIZE:
+            _version_ids.pop(next(iter(_version_ids)))
+        _version_ids[(workflow.pk, number)] = found.pk
         return found
     if number != workflow.version:
         raise InvalidState(f"Version {number} of this workflow no longer exists.")
@@ -144,9 +170,15 @@ def _create_execution(
     retry_of: Execution | None = None,
     reuse: Mapping[str, NodeRun] | None = None,
 ) -> Execution:
-    plan = plan_build(version.graph)
+    # A reference from the id cache (never loaded: `adding`) has no graph of its own.
+    plan = _plan_cached(
+        (version.pk, workflow.pk),
+        lambda: _version_graph(version.pk) if version._state.adding else version.graph,
+    )
     now = timezone.now()
+    # The first log line's seq is taken here, so the row is written once (no counter UPDATE).
     execution = Execution.objects.create(
+        next_log_seq=2,
         workflow=workflow,
         workflow_version=version.version,
         version=version,
@@ -195,9 +227,11 @@ def _create_execution(
         data["retry_of"] = str(retry_of.pk)
     if reused:
         data["reused_nodes"] = reused
-    _append_logs(
-        execution.pk, [LogLine(ts=now, level="info", node_id=None, message=message, data=data)]
+    first = _log_row(
+        execution.pk, 1, LogLine(ts=now, level="info", node_id=None, message=message, data=data)
     )
+    first.save(force_insert=True)
+    events.publish_on_commit([events.logs_message(execution.pk, [log_line_body(first)])])
     execution_enqueue_on_commit(execution_id=execution.pk)
     return execution
 
@@ -291,36 +325,50 @@ def log_line_body(row: ExecutionLog) -> dict[str, Any]:
     }
 
 
+def _update_returning(
+    queryset: QuerySet[Execution], values: Mapping[str, Any], returning: tuple[str, ...]
+) -> tuple[Any, ...] | None:
+    """`queryset.update(**values)` that also returns columns of the updated row (one trip).
+
+    Only for plain columns (no converters); None when no row matched.
+    """
+    query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
+    query.add_update_values(dict(values))
+    sql, params = query.get_compiler(queryset.db).as_sql()
+    connection = connections[queryset.db]
+    columns = ", ".join(connection.ops.quote_name(name) for name in returning)
+    with transaction.mark_for_rollback_on_error(using=queryset.db), connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {columns}", params)
+        row = cursor.fetchone()
+    return None if row is None else tuple(row)
+
+
 def _append_logs(
     execution_id: Any,
     lines: list[LogLine],
     *,
     guard: Q | None = None,
     changes: Mapping[str, Any] | None = None,
-) -> int:
+) -> tuple[Any, ...] | None:
     """Store lines with gap-free seqs (the counter row lock orders writers); publish after commit.
 
-    `changes` are applied to the execution row in the same guarded UPDATE. Returns the number
-    of rows that UPDATE matched: 0 means the guard failed and nothing was written. Must run
-    inside a transaction.
+    `changes` are applied to the execution row in the same guarded UPDATE, which returns
+    `(next_log_seq, cancel_requested)`; None means the guard failed and nothing was written.
+    Must run inside a transaction.
     """
     count = len(lines)
     queryset = Execution.objects.filter(pk=execution_id)
     if guard is not None:
         queryset = queryset.filter(guard)
-    if count == 0:
-        if changes:
-            return queryset.update(**changes)
-        return 1 if guard is None else int(queryset.exists())
-    matched = queryset.update(next_log_seq=F("next_log_seq") + count, **(changes or {}))
-    if matched == 0:
-        return 0
-    next_seq = Execution.objects.filter(pk=execution_id).values_list("next_log_seq", flat=True)[0]
-    first = next_seq - count
+    values = {"next_log_seq": F("next_log_seq") + count, **(changes or {})}
+    returned = _update_returning(queryset, values, ("next_log_seq", "cancel_requested"))
+    if returned is None or count == 0:
+        return returned
+    first = returned[0] - count
     rows = [_log_row(execution_id, first + index, line) for index, line in enumerate(lines)]
     ExecutionLog.objects.bulk_create(rows)
     events.publish_on_commit([events.logs_message(execution_id, [log_line_body(r) for r in rows])])
-    return matched
+    return returned
 
 
 # --- The database run store ------------------------------------------------------------------
@@ -433,18 +481,17 @@ class DatabaseRunStore:
     ) -> list[events.Message]:
         """Guarded write of node runs, log lines and execution fields, in one transaction."""
         changes = execution_changes or {"lease_expires_at": self._lease_until()}
-        if _append_logs(self.execution.pk, logs, guard=self.guard, changes=changes) == 0:
+        returned = _append_logs(self.execution.pk, logs, guard=self.guard, changes=changes)
+        if returned is None:
             raise LeaseLost
+        # The same UPDATE read the cancel flag: no extra query to notice a cancel.
+        self._cancel = self._cancel or bool(returned[1])
         return self._write_nodes(nodes)
 
     def checkpoint(self, *, nodes: list[NodeState], logs: list[LogLine]) -> bool:
         with transaction.atomic():
             messages = self._write(nodes, logs)
-            flag = Execution.objects.filter(pk=self.execution.pk).values_list(
-                "cancel_requested", flat=True
-            )[0]
             events.publish_on_commit(messages)
-        self._cancel = self._cancel or bool(flag)
         return self._cancel
 
     def finish(
@@ -572,6 +619,28 @@ def _schedule_wake(execution_id: object, wake_at: dt.datetime) -> bool:
 
 # --- Run -------------------------------------------------------------------------------------
 
+PLAN_CACHE_SIZE = 256
+# (version row id, workflow id) -> plan. The workflow id keeps a reused row id (SQLite after a
+# rollback) from ever finding another workflow's plan.
+_plans: dict[tuple[int, Any], Plan] = {}
+_plans_lock = threading.Lock()
+
+
+def _plan_cached(key: tuple[int, Any], graph: Callable[[], Any]) -> Plan:
+    """The plan of a stored version, parsed once per process (version rows never change)."""
+    plan = _plans.get(key)
+    if plan is None:
+        plan = plan_build(graph())  # a graph that no longer parses raises, and is not cached
+        with _plans_lock:
+            if len(_plans) >= PLAN_CACHE_SIZE:
+                _plans.pop(next(iter(_plans)))
+            _plans[key] = plan
+    return plan
+
+
+def _version_graph(version_id: int) -> Any:
+    return WorkflowVersion.objects.values_list("graph", flat=True).get(pk=version_id)
+
 
 def _new_lease_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
@@ -584,25 +653,30 @@ def _claim(execution_id: str, lease_owner: str, now: dt.datetime) -> Execution |
         | Q(status=ExecutionStatus.WAITING, wake_at__lte=now)
         | Q(status=ExecutionStatus.RUNNING, lease_expires_at__lt=now)
     )
-    claimed = (
-        Execution.objects.filter(pk=execution_id)
-        .filter(claimable)
-        .update(
-            recovery_count=Case(
+    queryset = Execution.objects.filter(pk=execution_id).filter(claimable)
+    query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
+    query.add_update_values(
+        {
+            "recovery_count": Case(
                 When(status=ExecutionStatus.RUNNING, then=F("recovery_count") + 1),
                 default=F("recovery_count"),
                 output_field=PositiveIntegerField(),
             ),
-            status=ExecutionStatus.RUNNING,
-            lease_owner=lease_owner,
-            lease_expires_at=now + dt.timedelta(seconds=settings.EXECUTION_LEASE_SECONDS),
-            started_at=Coalesce(F("started_at"), Value(now), output_field=DateTimeField()),
-            wake_at=None,
-        )
+            "status": ExecutionStatus.RUNNING,
+            "lease_owner": lease_owner,
+            "lease_expires_at": now + dt.timedelta(seconds=settings.EXECUTION_LEASE_SECONDS),
+            "started_at": Coalesce(F("started_at"), Value(now), output_field=DateTimeField()),
+            "wake_at": None,
+        }
     )
-    if claimed == 0:
-        return None
-    return Execution.objects.select_related("version", "workflow").get(pk=execution_id)
+    sql, params = query.get_compiler(queryset.db).as_sql()
+    quote = connections[queryset.db].ops.quote_name
+    columns = ", ".join(quote(str(field.column)) for field in Execution._meta.concrete_fields)
+    # One statement claims and reads the row back (a raw query applies the fields' converters).
+    # The version's graph comes from the plan cache and the workflow only when needed (a
+    # failure notification, a credential): loading and parsing their JSON costs every run.
+    claimed = list(Execution.objects.raw(f"{sql} RETURNING {columns}", params))
+    return claimed[0] if claimed else None
 
 
 def _reschedule_unclaimed(execution_id: str) -> None:
@@ -627,33 +701,32 @@ def execution_run(*, execution_id: str, heartbeat: bool = True) -> Outcome | Non
         execution=execution, lease_owner=lease_owner, node_pks={r.node_id: r.pk for r in rows}
     )
     nodes = {row.node_id: _node_state(row) for row in rows}
+    lines = []
+    if execution.recovery_count > 0:
+        lines.append(
+            LogLine(
+                ts=timezone.now(),
+                level="warning",
+                node_id=None,
+                message=f"Execution resumed after its worker was lost "
+                f"({execution.recovery_count} time(s))",
+            )
+        )
+    elif execution.started_at == claimed_at:
+        lines.append(
+            LogLine(ts=timezone.now(), level="info", node_id=None, message="Execution started")
+        )
+    # The claim is committed; these lines ride the run's first write (a checkpoint before any
+    # side effect, or the finish) instead of a transaction of their own.
+    events.publish_on_commit([events.status_message(execution.pk, ExecutionStatus.RUNNING)])
     try:
-        with transaction.atomic():
-            first_claim = execution.started_at == claimed_at
-            lines = []
-            if execution.recovery_count > 0:
-                lines.append(
-                    LogLine(
-                        ts=timezone.now(),
-                        level="warning",
-                        node_id=None,
-                        message=f"Execution resumed after its worker was lost "
-                        f"({execution.recovery_count} time(s))",
-                    )
-                )
-            elif first_claim:
-                lines.append(
-                    LogLine(
-                        ts=timezone.now(), level="info", node_id=None, message="Execution started"
-                    )
-                )
-            if lines:
-                store._write([], lines)
-            events.publish_on_commit([events.status_message(execution.pk, ExecutionStatus.RUNNING)])
         if execution.recovery_count > settings.EXECUTION_MAX_RECOVERIES:
-            return _fail_worker_lost(store, nodes)
+            return _fail_worker_lost(store, nodes, lines)
         try:
-            plan = plan_build(execution.version.graph)
+            plan = _plan_cached(
+                (execution.version_id, execution.workflow_id),
+                lambda: _version_graph(execution.version_id),
+            )
         except Exception as error:  # a graph that no longer parses fails the run, not the task
             message = getattr(error, "message", None) or str(error)
             store.finish(
@@ -665,7 +738,7 @@ def execution_run(*, execution_id: str, heartbeat: bool = True) -> Outcome | Non
                     "node_id": None,
                 },
                 nodes=[],
-                logs=[],
+                logs=lines,
             )
             return Outcome(status=ExecutionStatus.FAILED)
         executor = Executor(
@@ -677,6 +750,7 @@ def execution_run(*, execution_id: str, heartbeat: bool = True) -> Outcome | Non
             deadline_at=execution.deadline_at,
             output_max_bytes=settings.NODE_OUTPUT_MAX_BYTES,
             should_stop=lambda: shutdown_requested.is_set() or store.lost.is_set(),
+            logs=lines,
         )
         if heartbeat:
             with store.heartbeating():
@@ -687,7 +761,9 @@ def execution_run(*, execution_id: str, heartbeat: bool = True) -> Outcome | Non
         return None
 
 
-def _fail_worker_lost(store: DatabaseRunStore, nodes: dict[str, NodeState]) -> Outcome:
+def _fail_worker_lost(
+    store: DatabaseRunStore, nodes: dict[str, NodeState], lines: list[LogLine]
+) -> Outcome:
     now = timezone.now()
     error = {
         "code": "worker_lost",
@@ -707,7 +783,7 @@ def _fail_worker_lost(store: DatabaseRunStore, nodes: dict[str, NodeState]) -> O
         ts=now, level="error", node_id=None, message=str(error["message"]), data={"error": error}
     )
     store.finish(
-        status=ExecutionStatus.FAILED, output=None, error=error, nodes=changed, logs=[line]
+        status=ExecutionStatus.FAILED, output=None, error=error, nodes=changed, logs=[*lines, line]
     )
     return Outcome(status=ExecutionStatus.FAILED, error=error)
 
