@@ -124,7 +124,9 @@ def test_webhook_http_condition_email_runs_end_to_end_through_the_api(
     assert answer.json()["message_id"]
     assert len(httpserver.log) == 1
     assert len(recorder.envelopes) == 1
-    message = email.message_from_bytes(recorder.envelopes[0].content)
+    content = recorder.envelopes[0].content
+    assert isinstance(content, bytes)
+    message = email.message_from_bytes(content)
     assert message["Subject"] == "Order 42 is paid"
     assert message["To"] == "buyer@example.org"
     assert "Total: 99 EUR" in message.get_payload()
