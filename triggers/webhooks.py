@@ -107,6 +107,8 @@ def _parse_body(request: HttpRequest) -> Any:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as error:
             raise ValidationFailed(f"Malformed JSON body: {error}") from None
+        except RecursionError:
+            raise ValidationFailed("Malformed JSON body: nested too deeply.") from None
     if content_type == "application/x-www-form-urlencoded":
         return _flat(QueryDict(body, encoding=request.encoding or "utf-8"))
     if content_type == "multipart/form-data":
