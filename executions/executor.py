@@ -449,6 +449,7 @@ class Executor:
             state.finished_at = now
             state.dirty = True
             if self.plan.nodes[state.node_id].on_error == "stop":
+                self._cancel_waiting(now)
                 return self._finish("failed", None, {**error, "node_id": state.node_id})
             return None
         state.status = "pending"
@@ -813,8 +814,21 @@ class Executor:
             self._publish_output(state)
             self._finished(state.node_id)
             return None
+        self._cancel_waiting(now)
         error = {**error_body, "node_id": state.node_id}
         return self._finish("failed", None, error)
+
+    def _cancel_waiting(self, now: dt.datetime) -> None:
+        # A node of another branch waiting on a delay or back-off would otherwise stay
+        # `waiting` forever in a failed execution: nothing will ever wake it.
+        for other in self.nodes.values():
+            if other.status == "waiting":
+                other.status = "cancelled"
+                other.finished_at = now
+                other.next_attempt_at = None
+                other.wait_kind = ""
+                other.dirty = True
+                self._waiting.discard(other.node_id)
 
     # -- endings ----------------------------------------------------------------------------
 

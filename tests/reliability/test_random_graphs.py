@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import HealthCheck, event, given
+from hypothesis import HealthCheck, event, given, note
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -91,7 +91,7 @@ def test_accepted_random_graphs_run_to_a_final_state(graph: dict[str, Any], valu
     try:
         validate_graph(graph, credentials={})
     except GraphInvalid as error:
-        refused_status = error.status_code
+        refused_status: int | None = error.status_code
     else:
         refused_status = None
     if refused_status is not None:
@@ -101,6 +101,7 @@ def test_accepted_random_graphs_run_to_a_final_state(graph: dict[str, Any], valu
     event("accepted")
     # when
     store, outcome = run(graph, {"x": value}, max_rounds=60)
+    note(f"graph={graph!r} input={value!r} outcome={outcome!r}")
     # then
     assert outcome.status in TERMINAL_STATUSES
     assert outcome.status in {"succeeded", "failed"}
