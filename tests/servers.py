@@ -117,10 +117,13 @@ def run_server(command: list[str], env: Mapping[str, str], port: int) -> Iterato
 
 @contextlib.contextmanager
 def daphne_server(
-    application: str = "autoflow.asgi:application", **env_overrides: str | None
+    application: str = "autoflow.asgi:application",
+    *,
+    port: int | None = None,
+    **env_overrides: str | None,
 ) -> Iterator[ServerUrl]:
-    """`daphne <application>` (AutoFlow's by default) on a free loopback port."""
-    port = free_port()
+    """`daphne <application>` (AutoFlow's by default) on `port`, else a free loopback port."""
+    port = port or free_port()
     command = [
         sys.executable,
         "-m",
