@@ -115,26 +115,18 @@ def run_server(command: list[str], env: Mapping[str, str], port: int) -> Iterato
         log_file.close()
 
 
+def daphne_command(port: int, application: str = "autoflow.asgi:application") -> list[str]:
+    """The command line of `daphne <application>` on a loopback `port`."""
+    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application]
+
+
 @contextlib.contextmanager
 def daphne_server(
-    application: str = "autoflow.asgi:application",
-    *,
-    port: int | None = None,
-    **env_overrides: str | None,
+    application: str = "autoflow.asgi:application", **env_overrides: str | None
 ) -> Iterator[ServerUrl]:
-    """`daphne <application>` (AutoFlow's by default) on `port`, else a free loopback port."""
-    port = port or free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "daphne",
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        application,
-    ]
-    with run_server(command, server_env(**env_overrides), port) as url:
+    """`daphne <application>` (AutoFlow's by default) on a free loopback port."""
+    port = free_port()
+    with run_server(daphne_command(port, application), server_env(**env_overrides), port) as url:
         yield url
 
 

@@ -32,7 +32,13 @@ from tests.executions.conftest import (
     wait_finished,
     wait_for,
 )
-from tests.servers import daphne_server, database_url_from_settings, free_port
+from tests.servers import (
+    daphne_command,
+    database_url_from_settings,
+    free_port,
+    run_server,
+    server_env,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -115,14 +121,14 @@ def test_web_process_killed_and_restarted_clients_resume_without_gap_or_duplicat
     running_engine: EngineProcesses, owner: User
 ) -> None:
     # given: a daphne on a fixed port, and clients watching a run the worker is executing
-    database_url = database_url_from_settings(connection.settings_dict)
+    env = server_env(DATABASE_URL=database_url_from_settings(connection.settings_dict))
     port = free_port()
     ws_url = f"ws://127.0.0.1:{port}/ws"
     token = tokens_issue(user=owner)["access"]
     workflow = make_workflow(owner, GRAPH)
     watchers = [Watcher() for _ in range(CLIENTS)]
     failures: list[BaseException] = []
-    with daphne_server(port=port, DATABASE_URL=database_url) as first:
+    with run_server(daphne_command(port), env, port) as first:
         execution, _ = execution_start(workflow=workflow, trigger="manual", input={}, user=owner)
         execution_id = str(execution.pk)
 
@@ -141,7 +147,7 @@ def test_web_process_killed_and_restarted_clients_resume_without_gap_or_duplicat
         first.process.wait(10)
         seen_at_kill = [list(w.seqs) for w in watchers]
         status_at_kill = Execution.objects.get(pk=execution_id).status
-        with daphne_server(port=port, DATABASE_URL=database_url):
+        with run_server(daphne_command(port), env, port):
             clients.join(SCENARIO_SECONDS + 5)
             assert not clients.is_alive(), "the clients did not finish in time"
 
