@@ -169,6 +169,7 @@ def _create_execution(
     user: User | None,
     retry_of: Execution | None = None,
     reuse: Mapping[str, NodeRun] | None = None,
+    execution_id: uuid.UUID | None = None,
 ) -> Execution:
     # A reference from the id cache (never loaded: `adding`) has no graph of its own.
     plan = _plan_cached(
@@ -178,6 +179,7 @@ def _create_execution(
     now = timezone.now()
     # The first log line's seq is taken here, so the row is written once (no counter UPDATE).
     execution = Execution.objects.create(
+        id=execution_id or uuid.uuid4(),
         next_log_seq=2,
         workflow=workflow,
         workflow_version=version.version,
@@ -244,14 +246,24 @@ def execution_start(
     user: User | None,
     idempotency_key: str | None = None,
     idempotency_scope: str | None = None,
+    execution_id: uuid.UUID | None = None,
 ) -> tuple[Execution, bool]:
-    """Queue an execution of the workflow's current version; see the module docstring."""
+    """Queue an execution of the workflow's current version; see the module docstring.
+
+    `execution_id` lets a caller subscribe to the run's events before it exists (a replay
+    returns the first call's execution, with its own id).
+    """
     payload = dict(input or {})
     if not idempotency_key:
         with transaction.atomic():
             version = _version_for(workflow)
             execution = _create_execution(
-                workflow=workflow, version=version, trigger=trigger, input=payload, user=user
+                workflow=workflow,
+                version=version,
+                trigger=trigger,
+                input=payload,
+                user=user,
+                execution_id=execution_id,
             )
         return execution, True
     scope = idempotency_scope or f"user:{user.pk if user else 'anonymous'}"
@@ -264,7 +276,12 @@ def execution_start(
                     return replay, False
                 version = _version_for(workflow)
                 execution = _create_execution(
-                    workflow=workflow, version=version, trigger=trigger, input=payload, user=user
+                    workflow=workflow,
+                    version=version,
+                    trigger=trigger,
+                    input=payload,
+                    user=user,
+                    execution_id=execution_id,
                 )
                 IdempotencyRecord.objects.create(
                     scope=scope,

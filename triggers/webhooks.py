@@ -11,6 +11,7 @@ every half second (live delivery is best-effort), bounded by `WEBHOOK_RESPOND_TI
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -132,6 +133,15 @@ def _input_for(request: HttpRequest, body: Any) -> dict[str, Any]:
 
 
 def _subscribe(waiter: Waiter, execution_id: uuid.UUID) -> None:
+    if waiter.subscribed and waiter.execution_id == execution_id:
+        return  # subscribed on the loop before the execution was created
+    if waiter.subscribed and waiter.layer is not None and waiter.execution_id is not None:
+        # A replay: the planned execution was never created; follow the first call's one.
+        with contextlib.suppress(Exception):
+            async_to_sync(waiter.layer.group_discard)(
+                completion_group(waiter.execution_id), waiter.channel
+            )
+        waiter.subscribed = False
     waiter.execution_id = execution_id
     if waiter.layer is None or waiter.channel is None:
         waiter.future = local_waiters.add(execution_id, waiter.loop)
@@ -175,7 +185,7 @@ async def _in_pool(function: Callable[..., Result], *args: Any) -> Result:
     return await sync_to_async(_pooled, thread_sensitive=False)(function, *args)
 
 
-def _accept(request: HttpRequest, token: str, waiter: Waiter) -> Accepted:
+def _accept(request: HttpRequest, token: str, waiter: Waiter, planned_id: uuid.UUID) -> Accepted:
     """Run every check in SPEC order, start the execution, record the call (one thread hop)."""
     method = request.method or "GET"
     workflow = Workflow.objects.filter(webhook_token=token).first()
@@ -212,6 +222,7 @@ def _accept(request: HttpRequest, token: str, waiter: Waiter) -> Accepted:
                 user=None,
                 idempotency_key=key,
                 idempotency_scope=f"webhook:{token}",
+                execution_id=planned_id,
             )
             # Subscribing before the commit (which enqueues the run) means the completion
             # message cannot slip past; a replay may be finished already, so it is re-read.
@@ -349,6 +360,32 @@ def _error_response(error: Exception) -> HttpResponse:
     return response
 
 
+# Token -> whether its last call waited: such calls subscribe on the loop before the hop
+# (sparing a hop back from the thread). Only a hint: a wrong guess costs an unsubscribe, or
+# the subscription is made in the hop as before. Bounded; valid tokens only.
+_waits_by_token: dict[str, bool] = {}
+WAIT_HINTS_MAX = 10_000
+
+
+async def _presubscribe(waiter: Waiter, token: str, planned_id: uuid.UUID) -> None:
+    if waiter.layer is None or waiter.channel is None or not _waits_by_token.get(token):
+        return
+    try:
+        await waiter.layer.group_add(completion_group(planned_id), waiter.channel)
+    except Exception:  # a down Redis: subscribing in the hop will log it
+        return
+    waiter.execution_id = planned_id
+    waiter.subscribed = True
+
+
+def _remember(token: str, wait: bool) -> None:
+    if _waits_by_token.get(token) == wait:
+        return
+    if len(_waits_by_token) >= WAIT_HINTS_MAX:
+        _waits_by_token.pop(next(iter(_waits_by_token)))
+    _waits_by_token[token] = wait
+
+
 async def _waiter() -> Waiter:
     waiter = Waiter(loop=asyncio.get_running_loop())
     layer = get_channel_layer()
@@ -363,12 +400,16 @@ async def _waiter() -> Waiter:
 async def webhook_receive(request: HttpRequest, token: str) -> HttpResponse:
     """Start an execution from a webhook call; answer 202, or its outcome when asked to wait."""
     waiter = await _waiter()
+    planned_id = uuid.uuid4()
+    await _presubscribe(waiter, token, planned_id)
     try:
-        accepted = await _in_pool(_accept, request, token, waiter)
+        accepted = await _in_pool(_accept, request, token, waiter, planned_id)
     except Exception as error:  # translate_exception re-raises what is not ours to answer
         await _unsubscribe(waiter)
         return _error_response(error)
+    _remember(token, accepted.wait)
     if not accepted.wait:
+        await _unsubscribe(waiter)
         return JsonResponse(
             {"execution_id": str(accepted.execution_id), "status": accepted.status}, status=202
         )
