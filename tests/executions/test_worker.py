@@ -188,7 +188,13 @@ def _kill_mid_node(engine: EngineProcesses, owner: Any, *, target: str) -> tuple
         {"id": "last", "type": "test_emit", "params": {"value": 2}},
     )
     execution = start(make_workflow(owner, graph))
-    wait_for(lambda: node_status(execution, "slow") == "running", timeout=20)
+    # Mid-node: stored as running (committed before a side effect) AND inside its run().
+    wait_for(
+        lambda: (
+            node_status(execution, "slow") == "running" and runs_of(str(execution.pk), "slow") == 1
+        ),
+        timeout=20,
+    )
     killed_at = time.monotonic()
     if target == "child":
         for pid in worker.pool_children():
