@@ -254,18 +254,20 @@ def execution_start(
     returns the first call's execution, with its own id).
     """
     payload = dict(input or {})
+
+    def create() -> Execution:
+        return _create_execution(
+            workflow=workflow,
+            version=_version_for(workflow),
+            trigger=trigger,
+            input=payload,
+            user=user,
+            execution_id=execution_id,
+        )
+
     if not idempotency_key:
         with transaction.atomic():
-            version = _version_for(workflow)
-            execution = _create_execution(
-                workflow=workflow,
-                version=version,
-                trigger=trigger,
-                input=payload,
-                user=user,
-                execution_id=execution_id,
-            )
-        return execution, True
+            return create(), True
     scope = idempotency_scope or f"user:{user.pk if user else 'anonymous'}"
     request_hash = _request_hash(workflow, payload)
     for _ in range(3):  # bounded: a concurrent first request wins, then we replay it
@@ -274,15 +276,7 @@ def execution_start(
                 replay = _idempotent_replay(scope, idempotency_key, request_hash)
                 if replay is not None:
                     return replay, False
-                version = _version_for(workflow)
-                execution = _create_execution(
-                    workflow=workflow,
-                    version=version,
-                    trigger=trigger,
-                    input=payload,
-                    user=user,
-                    execution_id=execution_id,
-                )
+                execution = create()
                 IdempotencyRecord.objects.create(
                     scope=scope,
                     key=idempotency_key,
