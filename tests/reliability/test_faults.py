@@ -8,7 +8,6 @@ no finished node ran twice. AUTOFLOW_FULL_SIZE=1 runs more executions.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
 import tempfile
@@ -207,9 +206,7 @@ def test_postgres_connections_dropped_mid_run_lose_no_execution(
             terminated += cursor.fetchone()[0]
         time.sleep(0.05)
     assert terminated >= 1
-    # the API recovers by itself
-    with contextlib.suppress(AssertionError):
-        _execute(api, token, workflow_id)  # may be the one request that meets a dead socket
+    # the API recovers by itself: the very next request finds a live pooled connection
     execution_ids.append(_execute(api, token, workflow_id))
     # then
     _assert_all_finished_once(execution_ids, timeout=scaled(90, 300))
