@@ -377,7 +377,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = (
     # max_retries 0: a publish meets a down broker once, not kombu's ~6 s of reconnect
     # attempts, so execute and webhooks still answer at once (the sweeper enqueues later).
     # The worker's consumer passes its own retry count and keeps reconnecting.
-    {"visibility_timeout": 3600, "socket_connect_timeout": 2, "socket_timeout": 5, "max_retries": 0}
+    {"visibility_timeout": 3600, "socket_connect_timeout": 2, "socket_timeout": 5}
     if REDIS_URL
     # kombu's virtual transports poll once a second unless told otherwise.
     else {"polling_interval": 0.01}

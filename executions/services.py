@@ -43,6 +43,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
+from kombu.pools import producers
 
 from accounts.models import User
 from autoflow.exceptions import IdempotencyConflict, InvalidState
@@ -93,6 +94,25 @@ shutdown_requested = threading.Event()
 # --- Enqueueing ------------------------------------------------------------------------------
 
 
+_publish_connections: dict[str, Any] = {}
+
+
+def _publish_connection() -> Any:
+    """A broker connection for enqueueing that tries a down broker once, not for ~6 s.
+
+    Only this path fails fast (the caller answers 202 and the sweeper enqueues later); the
+    worker's and beat's own connections keep kombu's reconnect retries, so they come back by
+    themselves after a broker restart.
+    """
+    from autoflow.celery import app
+
+    url = app.conf.broker_url
+    if url not in _publish_connections:
+        options = {**(app.conf.broker_transport_options or {}), "max_retries": 0}
+        _publish_connections[url] = app.connection_for_write(transport_options=options)
+    return _publish_connections[url]
+
+
 def _enqueue_now(execution_id: str, countdown: float | None = None) -> bool:
     """Publish a run task; a broker outage is logged (the sweeper enqueues it later)."""
     from executions.tasks import run_execution_task
@@ -101,7 +121,8 @@ def _enqueue_now(execution_id: str, countdown: float | None = None) -> bool:
         options: dict[str, Any] = {"retry": False, "ignore_result": True}
         if countdown is not None:
             options["countdown"] = countdown
-        run_execution_task.apply_async((execution_id,), **options)
+        with producers[_publish_connection()].acquire(block=True, timeout=5) as producer:
+            run_execution_task.apply_async((execution_id,), producer=producer, **options)
     except Exception:  # kombu/redis raise many types; the database stays the queue of record
         logger.warning(
             "could not enqueue execution %s; the sweeper will", execution_id, exc_info=True
