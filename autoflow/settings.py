@@ -158,11 +158,14 @@ elif _database["ENGINE"] in (
 ):
     _database["ENGINE"] = "django.db.backends.postgresql"
     _database["CONN_HEALTH_CHECKS"] = True
-    _database["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", default=60)
+    # 0: each request's connection is closed when it ends. Under ASGI each request may run on
+    # a thread of its own, so persistent per-thread connections pile up until PostgreSQL
+    # refuses clients.
+    _database["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", default=0)
     _database["OPTIONS"] = {"connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", default=5)}
-    # A pool by default: under ASGI every request may run its sync code on another thread, and
-    # persistent per-thread connections then pile up until PostgreSQL refuses clients.
-    if env_bool("DATABASE_POOL", default=True):
+    # Opt-in: a request whose client disconnects mid-view never returns its pooled connection
+    # (Django skips request_finished), and a pool that loses connections ends in PoolTimeout.
+    if env_bool("DATABASE_POOL", default=False):
         _database["CONN_MAX_AGE"] = 0
         _database["OPTIONS"]["pool"] = {
             "min_size": 1,
