@@ -6,6 +6,7 @@ import logging
 import re
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -48,7 +49,7 @@ def _resolved_user_id(request: HttpRequest) -> str | None:
 GetResponse = Callable[[HttpRequest], Any]
 
 
-class AsyncCapableMiddleware:
+class AsyncCapableMiddleware(ABC):
     """Base for middleware that runs in whichever mode the next layer runs.
 
     Under daphne the webhook view is async: one sync-only middleware in the chain would push
@@ -72,11 +73,13 @@ class AsyncCapableMiddleware:
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         return await self.ahandle(request)
 
+    @abstractmethod
     def handle(self, request: HttpRequest, get_response: GetResponse) -> HttpResponse:
-        raise NotImplementedError
+        """Process one request in a sync chain."""
 
+    @abstractmethod
     async def ahandle(self, request: HttpRequest) -> HttpResponse:
-        raise NotImplementedError
+        """Process one request in an async chain."""
 
 
 class RequestIdMiddleware(AsyncCapableMiddleware):

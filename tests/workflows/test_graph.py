@@ -61,7 +61,8 @@ def errors_of(graph: Any, **kwargs: Any) -> list[dict[str, Any]]:
 
 
 def test_valid_graph_passes():
-    validate_graph(good_graph(), credentials=CREDENTIALS)
+    # validate_graph raises GraphInvalid on any error; a valid graph returns nothing
+    assert validate_graph(good_graph(), credentials=CREDENTIALS) is None
 
 
 @pytest.mark.parametrize("graph", [None, [], "x", {"edges": []}, {"nodes": {}, "edges": []}])
