@@ -61,8 +61,10 @@ def errors_of(graph: Any, **kwargs: Any) -> list[dict[str, Any]]:
 
 
 def test_valid_graph_passes():
-    # validate_graph raises GraphInvalid on any error; a valid graph returns nothing
-    assert validate_graph(good_graph(), credentials=CREDENTIALS) is None
+    try:
+        validate_graph(good_graph(), credentials=CREDENTIALS)
+    except GraphInvalid as error:
+        pytest.fail(f"a valid graph was refused: {error.details}")
 
 
 @pytest.mark.parametrize("graph", [None, [], "x", {"edges": []}, {"nodes": {}, "edges": []}])
