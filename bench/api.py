@@ -36,6 +36,7 @@ from bench.common import (
     Figure,
     LoadResult,
     Process,
+    ensure_database,
     free_port,
     median,
     peak_rss_mb,
@@ -379,19 +380,6 @@ def seed() -> dict[str, str]:
     }
 
 
-def _ensure_database() -> None:
-    import psycopg
-
-    name = DATABASE_URL.rsplit("/", 1)[1]
-    admin_url = DATABASE_URL.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        exists = connection.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
-        ).fetchone()
-        if not exists:
-            connection.execute(f'CREATE DATABASE "{name}"')
-
-
 # --- Load -------------------------------------------------------------------------------------
 
 
@@ -491,7 +479,7 @@ def _measure(endpoint: Endpoint, url: str, token: str, pids: list[int]) -> list[
 
 def run(base: Baselines) -> list[Figure]:
     env = server_env()
-    _ensure_database()
+    ensure_database(DATABASE_URL)
     import redis
 
     redis.Redis.from_url(REDIS_URL).flushdb()
@@ -663,7 +651,7 @@ def main(argv: list[str]) -> int:
         print(json.dumps(seed()))
         return 0
     if argv[:1] == ["profile"] and len(argv) == 2:
-        _ensure_database()
+        ensure_database(DATABASE_URL)
         for name, value in server_env().items():
             os.environ.setdefault(name, value)
         profile(argv[1])

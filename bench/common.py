@@ -329,3 +329,31 @@ def named_cpu_seconds(name: str) -> float:
             if (entry / "comm").read_text().strip() == name:
                 total += cpu_seconds(int(entry.name))
     return total
+
+
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database a `postgres://.../name` URL names, if it is missing."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
+        if not connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
+        ).fetchone():
+            connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def prepare_database(env: dict[str, str]) -> None:
+    """Create the bench database if missing, migrate it, and empty its run tables."""
+    import psycopg
+
+    ensure_database(env["DATABASE_URL"])
+    subprocess.run(
+        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=True,
+        timeout=300,
+    )
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as connection:
+        connection.execute("TRUNCATE executions_execution, workflows_workflow CASCADE")

@@ -38,12 +38,13 @@ from bench.common import (
     free_port,
     median,
     peak_rss_mb,
+    prepare_database,
     print_table,
     start_process,
     stop_group,
     wait_http,
 )
-from bench.recovery import beat_args, celery_process, prepare_database, worker_args
+from bench.recovery import beat_args, celery_process, worker_args
 from bench.servers import RATE_LIMITS, Api, production_env
 
 DATABASE_URL = os.environ.get(

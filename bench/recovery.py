@@ -37,6 +37,7 @@ from bench.common import (
     Figure,
     Process,
     median,
+    prepare_database,
     print_table,
     start_process,
     stop_group,
@@ -71,28 +72,6 @@ def bench_env() -> dict[str, str]:
     from bench.servers import production_env
 
     return {**production_env(), "DATABASE_URL": DATABASE_URL, "REDIS_URL": REDIS_URL}
-
-
-def prepare_database(env: dict[str, str]) -> None:
-    """Create the bench database if missing, migrate it, and empty its executions."""
-    import psycopg
-
-    url = env["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
-        if not connection.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
-        ).fetchone():
-            connection.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run(
-        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        check=True,
-        timeout=300,
-    )
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute("TRUNCATE executions_execution, workflows_workflow CASCADE")
 
 
 def celery_process(name: str, app: str, args: list[str], env: dict[str, str]) -> Process:

@@ -22,6 +22,8 @@ import subprocess
 import sys
 from typing import Any
 
+from bench.common import ensure_database
+
 PYTHON = sys.executable
 DATABASE_URL = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/autoflow_bench_scale"
@@ -35,16 +37,7 @@ def _prepare_environment() -> None:
     os.environ["REDIS_URL"] = REDIS_URL
     os.environ["AUTOFLOW_TESTING"] = "1"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autoflow.settings")
-    name = DATABASE_URL.rsplit("/", 1)[1]
-    admin_url = DATABASE_URL.rsplit("/", 1)[0] + "/postgres"
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        exists = connection.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
-        ).fetchone()
-        if not exists:
-            connection.execute(f'CREATE DATABASE "{name}"')
+    ensure_database(DATABASE_URL)
     subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], check=True)
 
 

@@ -27,6 +27,7 @@ from bench.common import (
     PYTHON,
     ROOT,
     Process,
+    ensure_database,
     free_port,
     named_cpu_seconds,
     start_process,
@@ -63,17 +64,6 @@ def production_env() -> dict[str, str]:
     }
 
 
-def _ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
-        if not connection.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
-        ).fetchone():
-            connection.execute(f'CREATE DATABASE "{name}"')
-
-
 @dataclass
 class Platform:
     """Running servers: the base URL and how to read the CPU time of everything involved."""
@@ -95,7 +85,7 @@ class Platform:
 def production() -> Iterator[Platform]:
     """One daphne + one prefork worker on PostgreSQL + Redis (both flushed of old bench data)."""
     env = production_env()
-    _ensure_database(DATABASE_URL)
+    ensure_database(DATABASE_URL)
     subprocess.run(
         [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
         cwd=ROOT,

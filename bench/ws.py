@@ -42,6 +42,7 @@ from bench.common import (
     free_port,
     machine_facts,
     median,
+    prepare_database,
     print_table,
     running,
     scale_latency_b1,
@@ -90,24 +91,7 @@ def production_env() -> dict[str, str]:
 
 def prepare(env: dict[str, str]) -> None:
     """Create and migrate the bench database, empty its run tables, flush the Redis db."""
-    import psycopg
-
-    name = DATABASE_URL.rsplit("/", 1)[1]
-    admin_url = DATABASE_URL.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        if not connection.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
-        ).fetchone():
-            connection.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run(
-        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        check=True,
-        timeout=300,
-    )
-    with psycopg.connect(DATABASE_URL, autocommit=True) as connection:
-        connection.execute("TRUNCATE executions_execution, workflows_workflow CASCADE")
+    prepare_database({**env, "DATABASE_URL": DATABASE_URL})
     redis.Redis.from_url(REDIS_URL).flushdb()
 
 

@@ -10,6 +10,7 @@ is never read, and credential headers never follow the request to another origin
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import ipaddress
 import json
@@ -98,10 +99,8 @@ def blocked_reason(address: IPAddress) -> str | None:
 
 def _literal_address(host: str) -> IPAddress | None:
     """Read an IP literal, including the decimal, octal and hex IPv4 spellings."""
-    try:
+    with contextlib.suppress(ValueError):
         return ipaddress.ip_address(host)
-    except ValueError:
-        pass
     try:
         # inet_aton accepts 2130706433, 0x7f.1, 017700000001 ... as the C resolver does.
         return ipaddress.IPv4Address(socket.inet_aton(host))
