@@ -8,6 +8,7 @@ Two modes, chosen by configuration alone:
 
 from __future__ import annotations
 
+import socket
 import sys
 import warnings
 from datetime import timedelta
@@ -193,13 +194,28 @@ if REDIS_URL:
             },
         }
     }
+    # No socket timeout on the channel layer's connections, on purpose. redis-py bounds a send
+    # with asyncio.wait_for when one is set, and on Python 3.11 wait_for swallows a
+    # cancellation that lands as the send completes: a closing socket's channel-layer receive
+    # then runs on and its consumer never finishes. (redis-py 8 defaults to 5 s, the same 5 s
+    # channels-redis blocks in BZPOPMIN, which also kills idle receives with code 1011.) A dead
+    # peer is found by TCP keepalive instead, and a stale pooled connection by a health check.
+    CHANNEL_LAYER_CONNECTION = {
+        "socket_timeout": None,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "socket_keepalive_options": {
+            socket.TCP_KEEPIDLE: 15,
+            socket.TCP_KEEPINTVL: 5,
+            socket.TCP_KEEPCNT: 3,
+        },
+        "health_check_interval": 30,
+    }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # redis-py 8 times socket reads out after 5 s by default, the same 5 s channels-redis
-            # blocks in BZPOPMIN: an idle receive then raises and kills a consumer (code 1011).
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "hosts": [{"address": REDIS_URL, **CHANNEL_LAYER_CONNECTION}],
                 "capacity": 5000,
                 "expiry": 30,
             },
