@@ -23,14 +23,18 @@ ATTEMPTS = 200
 
 
 def _channel_layer_client() -> aioredis.Redis:
-    host: dict[str, Any] = dict(settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0])
+    layer: dict[str, Any] = settings.CHANNEL_LAYERS["default"]
+    host: dict[str, Any] = dict(layer["CONFIG"]["hosts"][0])
     return aioredis.Redis.from_url(host.pop("address"), **host)
 
 
 async def _cancel_during_first_command(delay: float) -> str:
     client = _channel_layer_client()
     try:
-        command = asyncio.create_task(client.bzpopmin("autoflow:test:never", timeout=1))
+        async def first_command() -> Any:
+            return await client.bzpopmin("autoflow:test:never", timeout=1)
+
+        command = asyncio.create_task(first_command())
         await asyncio.sleep(delay)
         command.cancel()
         try:
