@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.worker.consumer import Consumer
+
+logger = logging.getLogger(__name__)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autoflow.settings")
 
 app = Celery("autoflow")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.conf.worker_consumer = "autoflow.celery:BrokerLossTolerantConsumer"
+
+
+class BrokerLossTolerantConsumer(Consumer):
+    """Celery's consumer, kept alive through a broker restart that lands mid-delivery.
+
+    After a lost connection Celery `collect()`s it, which drops the transport's client, and
+    then closes it: kombu's Redis channel then restores its unacknowledged messages, and any
+    task finishing a moment later acks its message, through that dropped client. Both raise
+    AttributeError, which Celery treats as unrecoverable: the worker exits and stops running
+    executions. So the broken connection is closed without collecting it; a restore or an ack
+    that cannot reach Redis then fails with a connection error, which kombu logs and survives.
+    Nothing is lost either way: an unacknowledged delivery comes back from the broker, and the
+    sweeper re-enqueues every unfinished execution from the database.
+    """
+
+    def on_connection_error_after_connected(self, exc: Exception) -> None:
+        logger.warning("consumer: connection to the broker lost (%r); reconnecting", exc)
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:
+                logger.warning("consumer: the lost broker connection did not close cleanly")
 
 
 @worker_process_init.connect
