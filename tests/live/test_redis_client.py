@@ -31,6 +31,7 @@ def _channel_layer_client() -> aioredis.Redis:
 async def _cancel_during_first_command(delay: float) -> str:
     client = _channel_layer_client()
     try:
+
         async def first_command() -> Any:
             return await client.bzpopmin("autoflow:test:never", timeout=1)
 
