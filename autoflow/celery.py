@@ -44,12 +44,15 @@ class BrokerLossTolerantConsumer(Consumer):
 
 
 @worker_process_init.connect
-def _drop_inherited_connections(**_: Any) -> None:
-    """Forget the parent's database sockets and pools in a forked pool child.
+def _prepare_pool_child_connections(**_: Any) -> None:
+    """Forget the parent's database sockets and pools in a forked pool child; keep its own.
 
     Forget, not close: closing would end the parent's sessions over the shared sockets, and a
-    psycopg pool's worker threads do not survive a fork anyway.
+    psycopg pool's worker threads do not survive a fork anyway. The child's own connection is
+    then kept between tasks (`WORKER_DATABASE_CONN_MAX_AGE`) unless a pool is configured:
+    opening one per task cost PostgreSQL more CPU than the task's queries.
     """
+    from django.conf import settings
     from django.db import connections
     from django.db.backends.postgresql.base import DatabaseWrapper
 
@@ -57,6 +60,11 @@ def _drop_inherited_connections(**_: Any) -> None:
         connection.connection = None
     inherited_pools: dict[str, Any] = getattr(DatabaseWrapper, "_connection_pools", {})
     inherited_pools.clear()
+    for connection in connections.all():
+        if connection.vendor == "postgresql" and "pool" not in connection.settings_dict.get(
+            "OPTIONS", {}
+        ):
+            connection.settings_dict["CONN_MAX_AGE"] = settings.WORKER_DATABASE_CONN_MAX_AGE
 
 
 @worker_ready.connect

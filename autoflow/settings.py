@@ -319,6 +319,9 @@ if EMBEDDED:
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", default=5, minimum=1)
+# A Celery pool child is one process running one task at a time, so unlike a web thread it
+# can keep its PostgreSQL connection between tasks (Celery closes it once older than this).
+WORKER_DATABASE_CONN_MAX_AGE = env_int("WORKER_DATABASE_CONN_MAX_AGE", default=300, minimum=0)
 HTTP_NODE_ALLOWED_HOSTS = env_list("HTTP_NODE_ALLOWED_HOSTS", default=[])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 WEBHOOK_RESPOND_TIMEOUT_SECONDS = env_int("WEBHOOK_RESPOND_TIMEOUT_SECONDS", default=30)
