@@ -204,10 +204,11 @@ if REDIS_URL:
         "socket_timeout": None,
         "socket_connect_timeout": 5,
         "socket_keepalive": True,
+        # Probe after 15 s idle, every 5 s, give up after 3 (where the platform names them).
         "socket_keepalive_options": {
-            socket.TCP_KEEPIDLE: 15,
-            socket.TCP_KEEPINTVL: 5,
-            socket.TCP_KEEPCNT: 3,
+            getattr(socket, name): value
+            for name, value in (("TCP_KEEPIDLE", 15), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+            if hasattr(socket, name)
         },
         "health_check_interval": 30,
     }
