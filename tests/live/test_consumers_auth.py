@@ -146,7 +146,8 @@ def test_cors_and_same_site_origins_are_allowed(owner: User, origin: str) -> Non
 
     async def scenario() -> None:
         comm = communicator(token=token, origin=origin)
-        await connect_ok(comm)
+        message = await connect_ok(comm)
+        assert message == {"type": "connected", "user_id": str(owner.pk)}
         await comm.disconnect()
 
     async_to_sync(scenario)()
