@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 from celery.worker.consumer import Consumer
 
 logger = logging.getLogger(__name__)
@@ -18,6 +25,11 @@ app = Celery("autoflow")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.conf.worker_consumer = "autoflow.celery:BrokerLossTolerantConsumer"
+# Celery's Django fixup closes every database connection before and after each task, whatever
+# CONN_MAX_AGE says, unless this is set (then it closes them every 2 x N tasks, healthy or
+# not). It is set out of reach: `_close_old_connections` below manages them as Django manages
+# a request's.
+app.conf.CELERY_DB_REUSE_MAX = sys.maxsize
 
 
 class BrokerLossTolerantConsumer(Consumer):
@@ -65,6 +77,21 @@ def _prepare_pool_child_connections(**_: Any) -> None:
             "OPTIONS", {}
         ):
             connection.settings_dict["CONN_MAX_AGE"] = settings.WORKER_DATABASE_CONN_MAX_AGE
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(task: Any = None, **_: Any) -> None:
+    """Close a connection that broke or outlived its CONN_MAX_AGE, as a request's ends do.
+
+    It also re-arms Django's health check, so a task never starts on a connection that a
+    database restart left dead. Eager calls run inside the caller's transaction: left alone.
+    """
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 @worker_ready.connect

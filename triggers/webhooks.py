@@ -1,8 +1,9 @@
 """`/api/hooks/{token}`: a plain async Django view, so a call that waits holds no thread.
 
 The synchronous work (lookup, rate limit, signature, parse, start, record) happens in one
-hop to the loop's shared thread pool (whose threads keep their database connections, where a
-thread-sensitive hop would open a new one per request). With `respond: "on_complete"` the view
+hop to the loop's shared thread pool, whose few long-lived threads keep their database
+connections (`WORKER_DATABASE_CONN_MAX_AGE`), where a thread-sensitive hop would open a new
+one per request. With `respond: "on_complete"` the view
 then waits for the execution's `execution.complete` message on its completion group (or, with
 the in-memory layer of the embedded default, a process-local future), re-checking the database
 every half second (live delivery is best-effort), bounded by `WEBHOOK_RESPOND_TIMEOUT_SECONDS`.
@@ -16,6 +17,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -26,6 +28,9 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
@@ -158,26 +163,36 @@ def _subscribe(waiter: Waiter, execution_id: uuid.UUID) -> None:
 Result = TypeVar("Result")
 
 
-def _tidy_connection() -> None:
-    """Close this pool thread's connection when it broke or aged out, as a request end would.
+_hop = threading.local()
 
-    The loop's pool threads outlive requests, so Django's request-finished cleanup never
-    reaches their connections; without this a connection broken by a database restart would
-    fail every later call made from that thread.
+
+@receiver(connection_created)
+def _keep_pool_thread_connection(sender: Any, connection: BaseDatabaseWrapper, **_: Any) -> None:
+    """Let a connection opened in one of the loop's pool threads live like a worker's.
+
+    The threads are few and outlive requests, so their connections are bounded in number and
+    worth keeping (`WORKER_DATABASE_CONN_MAX_AGE`); a request thread's are closed at its end.
+    With a connection pool, each hop returns its connection to the pool instead.
     """
-    connection = connections["default"]
-    if connection.connection is None:
-        return
-    expired = connection.close_at is not None and time.monotonic() >= connection.close_at
-    if connection.errors_occurred or expired:
-        connection.close_if_unusable_or_obsolete()
+    if getattr(_hop, "active", False) and "pool" not in connection.settings_dict["OPTIONS"]:
+        connection.close_at = time.monotonic() + settings.WORKER_DATABASE_CONN_MAX_AGE
 
 
 def _pooled(function: Callable[..., Result], *args: Any) -> Result:
+    """Run `function` with this pool thread's connection tended as a request's would be.
+
+    The loop's pool threads outlive requests, so Django's request-start and request-end
+    cleanup never reaches their connections: done here instead, so a connection broken by a
+    database restart or past its age is replaced (the health check is re-armed each hop).
+    """
+    connection = connections["default"]
+    connection.close_if_unusable_or_obsolete()
+    _hop.active = True
     try:
         return function(*args)
     finally:
-        _tidy_connection()
+        _hop.active = False
+        connection.close_if_unusable_or_obsolete()
 
 
 async def _in_pool(function: Callable[..., Result], *args: Any) -> Result:

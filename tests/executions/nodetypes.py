@@ -183,3 +183,18 @@ class SecretNode(Node):
         token = str((ctx.credential or {}).get("token"))
         ctx.log("info", f"using {token}", {"token": token})
         return NodeResult(output={"header": f"Bearer {token}"})
+
+
+@register
+class BackendPidNode(Node):
+    """Output the PostgreSQL backend pid serving this process's database connection."""
+
+    type = "test_backend_pid"
+
+    def run(self, ctx: NodeContext, params: NodeParams) -> NodeResult:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            (pid,) = cursor.fetchone()
+        return NodeResult(output={"pid": pid})

@@ -322,3 +322,26 @@ def test_execute_workflow_command_waits_for_the_result(owner, running_engine: En
         call_command(
             "execute_workflow", str(bad.pk), "--wait", "--timeout", "30", stdout=StringIO()
         )
+
+
+def test_a_pool_child_keeps_its_connection_and_replaces_a_dead_one(
+    owner, engine: EngineProcesses, fast_engine: None
+):
+    from django.db import connection
+
+    engine.worker(concurrency=1)
+    workflow = make_workflow(owner, chain({"id": "pid", "type": "test_backend_pid"}))
+
+    def backend_pid() -> int:
+        execution = wait_finished(start(workflow).pk)
+        assert execution.status == "succeeded", execution.error
+        output: dict[str, Any] = execution.output
+        return int(output["pid"]["pid"])
+
+    first = backend_pid()
+    assert [backend_pid() for _ in range(3)] == [first] * 3
+    with connection.cursor() as cursor:  # as a database restart would
+        cursor.execute("SELECT pg_terminate_backend(%s)", [first])
+    replaced = backend_pid()
+    assert replaced != first
+    assert backend_pid() == replaced
