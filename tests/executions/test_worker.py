@@ -335,8 +335,8 @@ def test_a_pool_child_keeps_its_connection_and_replaces_a_dead_one(
     def backend_pid() -> int:
         execution = wait_finished(start(workflow).pk)
         assert execution.status == "succeeded", execution.error
-        output: dict[str, Any] = execution.output
-        return int(output["pid"]["pid"])
+        assert execution.output is not None
+        return int(execution.output["pid"]["pid"])
 
     first = backend_pid()
     assert [backend_pid() for _ in range(3)] == [first] * 3
