@@ -1,10 +1,11 @@
 """Publish execution events to the channel layer, after commit, cheaply, never failing a run.
 
 Groups: `execution.<id>` gets `execution.logs`, `execution.status` and `execution.complete`;
-`user.<owner_id>` gets a `notification` when an execution fails. One long-lived event loop per
-process (in a daemon thread) drains one bounded queue in order, so publishing costs the caller
-a queue put, not an `async_to_sync` round trip per line; a full queue or a down Redis drops
-messages (the stored log stays the source of truth) and is logged.
+`user.<owner_id>` gets a `notification` when an execution fails; `execution.<id>.complete` gets
+the completion alone. One long-lived event loop per process (in a daemon thread) drains one
+bounded queue in order, so publishing costs the caller a queue put, not an `async_to_sync`
+round trip per line; what is queued together goes out as one `event.batch` per group. A full
+queue or a down Redis drops messages (the stored log stays the source of truth) and is logged.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from django.db import transaction
 logger = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000
+BATCH_MAX = 500
+BATCH_TYPE = "event.batch"
 Message = tuple[str, dict[str, Any]]
 
 
@@ -116,24 +119,25 @@ class _Publisher:
 
         layer = get_channel_layer()
         while True:
-            group, message = await self._queue.get()
+            batch = [await self._queue.get()]
+            # The commit hooks of one transaction queue their messages back to back: let them
+            # all arrive, then send what is queued together.
+            await asyncio.sleep(0)
+            while len(batch) < BATCH_MAX and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             try:
                 if layer is not None:
-                    if message.get("type") == "execution.complete":
-                        # The waiting webhook first: it holds an HTTP request open.
-                        await layer.group_send(completion_group(message["execution_id"]), message)
-                    await layer.group_send(group, message)
-            except Exception:  # a down Redis must not stop the next message
-                logger.warning("event publish failed", exc_info=True)
+                    await _publish(layer, batch)
             finally:
-                self._pending -= 1
+                self._pending -= len(batch)
 
-    def _put(self, item: Message) -> None:
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self._pending -= 1
-            logger.warning("event queue full; dropped a %s message", item[1].get("type"))
+    def _put(self, items: list[Message]) -> None:
+        for item in items:
+            try:
+                self._queue.put_nowait(item)
+            except asyncio.QueueFull:
+                self._pending -= 1
+                logger.warning("event queue full; dropped a %s message", item[1].get("type"))
 
     def send(self, messages: Iterable[Message]) -> None:
         """Queue messages for publishing; never raises."""
@@ -141,10 +145,10 @@ class _Publisher:
             for _, body in messages:
                 if body.get("type") == "execution.complete":
                     local_waiters.resolve(body["execution_id"], body)
+            items = list(messages)
             loop = self._ensure_started()
-            for item in messages:
-                self._pending += 1
-                loop.call_soon_threadsafe(self._put, item)
+            self._pending += len(items)
+            loop.call_soon_threadsafe(self._put, items)
         except Exception:
             logger.warning("event publish failed", exc_info=True)
 
@@ -156,6 +160,43 @@ class _Publisher:
                 return True
             time.sleep(0.01)
         return False
+
+
+async def _publish(layer: Any, batch: list[Message]) -> None:
+    """Send a batch: one channel-layer message per group (a batch where a group has several).
+
+    A group send costs the same for one message as for many, and a run's commit publishes
+    several (node states, log lines, status, completion). A failed send (a down Redis) drops
+    that group's messages only.
+    """
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for group, message in batch:
+        if message.get("type") == "execution.complete":
+            # The waiting webhook first: it holds an HTTP request open.
+            await _send(layer, completion_group(message["execution_id"]), message)
+        by_group.setdefault(group, []).append(message)
+    for group, messages in by_group.items():
+        single = len(messages) == 1
+        await _send(layer, group, messages[0] if single else batch_message(messages))
+
+
+async def _send(layer: Any, group: str, message: dict[str, Any]) -> None:
+    try:
+        await layer.group_send(group, message)
+    except Exception:  # a down Redis must not stop the next message
+        logger.warning("event publish failed", exc_info=True)
+
+
+def batch_message(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several messages for one group, in order; receivers handle each as if sent alone."""
+    return {"type": BATCH_TYPE, "messages": messages}
+
+
+def unbatched(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The messages a received channel-layer message stands for, in order."""
+    if message.get("type") == BATCH_TYPE:
+        return list(message.get("messages") or [])
+    return [message]
 
 
 publisher = _Publisher()

@@ -26,6 +26,7 @@ from django.db import DatabaseError
 from accounts.authentication import api_key_authenticate, user_from_access_token
 from accounts.models import ApiKey, ApiScope, User
 from autoflow.exceptions import NotFound, TokenInvalid
+from executions.events import unbatched
 from executions.selectors import execution_get_for_user
 from live import selectors
 from live.publish import execution_group, user_group, workflow_group
@@ -526,6 +527,19 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await self._deliver(subscription)
 
     # --- channel-layer events --------------------------------------------------------------
+
+    async def event_batch(self, event: dict[str, Any]) -> None:
+        """Several events published together: each handled in order, as if sent alone."""
+        handlers = {
+            "execution.logs": self.execution_logs,
+            "execution.status": self.execution_status,
+            "execution.complete": self.execution_complete,
+            "notification": self.notification,
+        }
+        for message in unbatched(event):
+            handler = handlers.get(message.get("type", ""))
+            if handler is not None:
+                await handler(message)
 
     async def execution_logs(self, event: dict[str, Any]) -> None:
         async with self.lock:

@@ -11,18 +11,19 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from executions import services
-from executions.events import publisher
+from executions.events import publisher, unbatched
 from tests.executions.conftest import make_graph, make_workflow
 
 pytestmark = pytest.mark.django_db
 
 
 async def _drain(layer: Any, channel: str, until_type: str, limit: int = 200) -> list[dict]:
+    """Received messages, batches unpacked, up to the first of `until_type`."""
     messages: list[dict] = []
     for _ in range(limit):
-        message = await asyncio.wait_for(layer.receive(channel), timeout=5)
-        messages.append(message)
-        if message["type"] == until_type:
+        received = await asyncio.wait_for(layer.receive(channel), timeout=5)
+        messages.extend(unbatched(received))
+        if any(message["type"] == until_type for message in unbatched(received)):
             break
     return messages
 
@@ -76,14 +77,14 @@ def test_failed_run_publishes_logs_status_complete_and_notification(
 
 @pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="cross-process layer needs Redis")
 def test_a_failed_publish_does_not_stop_the_next_one():
-    # given: a message the layer cannot serialise, then a good one
+    # given: a message the layer cannot serialise, then a good one for another group
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)("execution.events-test", channel)
     # when
     publisher.send(
         [
-            ("execution.events-test", {"type": "execution.status", "bad": object()}),
+            ("execution.events-bad", {"type": "execution.status", "bad": object()}),
             ("execution.events-test", {"type": "execution.status", "status": "running"}),
         ]
     )
@@ -91,3 +92,20 @@ def test_a_failed_publish_does_not_stop_the_next_one():
     assert publisher.wait_idle(10)
     received = async_to_sync(_drain)(layer, channel, "execution.status", limit=1)
     assert received[0]["status"] == "running"
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="cross-process layer needs Redis")
+def test_messages_published_together_reach_a_group_as_one_batch_in_order():
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("execution.batch-test", channel)
+    statuses = [f"step-{index}" for index in range(5)]
+
+    publisher.send(
+        [("execution.batch-test", {"type": "execution.status", "status": s}) for s in statuses]
+    )
+
+    assert publisher.wait_idle(10)
+    received = async_to_sync(asyncio.wait_for)(layer.receive(channel), 5)
+    assert received["type"] == "event.batch"
+    assert [message["status"] for message in unbatched(received)] == statuses

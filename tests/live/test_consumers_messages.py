@@ -11,6 +11,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 from accounts.models import User
+from executions.events import batch_message
 from executions.models import Execution
 from live.publish import WorkflowEvent, user_group, workflow_update_publish
 from tests.live.conftest import (
@@ -166,6 +167,53 @@ def test_subscribe_execution_replays_then_streams_status_lines_and_complete(owne
             "duration_ms": 42,
             "output": {"join": {"ok": True}},
         }
+        await assert_silent(comm)
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_batch_of_events_is_delivered_as_its_messages_in_order(owner: User) -> None:
+    execution = make_execution(make_workflow(owner))
+    add_lines(execution, 1, 1)
+    token = access_token(owner)
+
+    async def scenario() -> None:
+        comm = communicator(token=token)
+        await connect_ok(comm)
+        await comm.send_json_to({"type": "subscribe:execution", "execution_id": str(execution.pk)})
+        assert (await receive(comm))["type"] == "subscribed"
+        assert (await receive(comm))["type"] == "execution:logs"
+        live = await sync_to_async(add_lines)(execution, 2, 2)
+        event_id = str(execution.pk)
+
+        await publish(
+            execution.pk,
+            batch_message(
+                [
+                    {"type": "execution.status", "execution_id": event_id, "status": "running"},
+                    {"type": "execution.logs", "execution_id": event_id, "lines": live},
+                    {"type": "websocket.disconnect", "code": 1000},  # not an event: ignored
+                    {
+                        "type": "execution.status",
+                        "execution_id": event_id,
+                        "status": "running",
+                        "node_id": "a",
+                        "node_status": "succeeded",
+                    },
+                ]
+            ),
+        )
+
+        assert await receive(comm) == {
+            "type": "execution:status",
+            "execution_id": event_id,
+            "status": "running",
+        }
+        streamed = await receive(comm)
+        assert streamed["type"] == "execution:logs"
+        assert [line["seq"] for line in streamed["lines"]] == [2, 3]
+        assert (await receive(comm))["node_status"] == "succeeded"
         await assert_silent(comm)
         await comm.disconnect()
 
