@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from bench.baselines import Baselines
-from bench.common import Figure, median, scale_latency_b1
+from bench.common import Figure, ensure_database, median, scale_latency_b1
 
 NODES = 500
 RUNS = 5
@@ -23,6 +23,8 @@ RUNS = 5
 
 def _setup_django() -> None:
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/autoflow_bench")
+    if os.environ["DATABASE_URL"].startswith("postgres"):
+        ensure_database(os.environ["DATABASE_URL"])  # a fresh machine has no bench database
     os.environ.pop("REDIS_URL", None)  # the embedded queue: nothing consumes, nothing waits
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autoflow.settings")
