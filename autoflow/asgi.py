@@ -2,17 +2,19 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autoflow.settings")
-django_application = get_asgi_application()
+django.setup(set_prefix=False)  # as get_asgi_application() does
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402 - needs Django set up first
 from django.conf import settings  # noqa: E402
 
 from autoflow.body_limit import BodySizeLimit  # noqa: E402
+from autoflow.request_threads import SharedThreadsASGIHandler  # noqa: E402
 from autoflow.routing import websocket_application  # noqa: E402
 
+django_application = SharedThreadsASGIHandler(threads=settings.WEB_REQUEST_THREADS)
 application = BodySizeLimit(
     ProtocolTypeRouter({"http": django_application, "websocket": websocket_application()}),
     max_bytes=settings.MAX_REQUEST_BYTES,

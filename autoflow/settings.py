@@ -159,9 +159,10 @@ elif _database["ENGINE"] in (
 ):
     _database["ENGINE"] = "django.db.backends.postgresql"
     _database["CONN_HEALTH_CHECKS"] = True
-    # 0: each request's connection is closed when it ends. Under ASGI each request may run on
-    # a thread of its own, so persistent per-thread connections pile up until PostgreSQL
-    # refuses clients.
+    # 0: a connection is closed when its request (or task) ends. HTTP requests run on the
+    # long-lived threads of autoflow.request_threads and Celery tasks in pool children, which
+    # keep theirs (WORKER_DATABASE_CONN_MAX_AGE); this covers the rest (commands, WebSocket
+    # consumers' database calls), where per-thread connections could pile up.
     _database["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", default=0)
     _database["OPTIONS"] = {"connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", default=5)}
     # Opt-in: a request whose client disconnects mid-view never returns its pooled connection
@@ -320,9 +321,11 @@ if EMBEDDED:
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", default=5, minimum=1)
-# A Celery pool child is one process running one task at a time, so unlike a web thread it
-# can keep its PostgreSQL connection between tasks (Celery closes it once older than this).
+# A Celery pool child, or one of a web process's request threads, is long-lived, so it keeps
+# its PostgreSQL connection between tasks or requests until it is older than this.
 WORKER_DATABASE_CONN_MAX_AGE = env_int("WORKER_DATABASE_CONN_MAX_AGE", default=300, minimum=0)
+# Long-lived threads per web process that run requests' sync code (and keep a connection each).
+WEB_REQUEST_THREADS = env_int("WEB_REQUEST_THREADS", default=8, minimum=1)
 HTTP_NODE_ALLOWED_HOSTS = env_list("HTTP_NODE_ALLOWED_HOSTS", default=[])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 WEBHOOK_RESPOND_TIMEOUT_SECONDS = env_int("WEBHOOK_RESPOND_TIMEOUT_SECONDS", default=30)

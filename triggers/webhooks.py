@@ -1,9 +1,8 @@
 """`/api/hooks/{token}`: a plain async Django view, so a call that waits holds no thread.
 
 The synchronous work (lookup, rate limit, signature, parse, start, record) happens in one
-hop to the loop's shared thread pool, whose few long-lived threads keep their database
-connections (`WORKER_DATABASE_CONN_MAX_AGE`), where a thread-sensitive hop would open a new
-one per request. With `respond: "on_complete"` the view
+hop to the request's long-lived thread (`autoflow.request_threads`), which keeps its database
+connection between requests. With `respond: "on_complete"` the view
 then waits for the execution's `execution.complete` message on its completion group (or, with
 the in-memory layer of the embedded default, a process-local future), re-checking the database
 every half second (live delivery is best-effort), bounded by `WEBHOOK_RESPOND_TIMEOUT_SECONDS`.
@@ -17,7 +16,6 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -27,10 +25,7 @@ from typing import Any, TypeVar
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
-from django.db import connections, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.backends.signals import connection_created
-from django.dispatch import receiver
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
@@ -163,41 +158,9 @@ def _subscribe(waiter: Waiter, execution_id: uuid.UUID) -> None:
 Result = TypeVar("Result")
 
 
-_hop = threading.local()
-
-
-@receiver(connection_created)
-def _keep_pool_thread_connection(sender: Any, connection: BaseDatabaseWrapper, **_: Any) -> None:
-    """Let a connection opened in one of the loop's pool threads live like a worker's.
-
-    The threads are few and outlive requests, so their connections are bounded in number and
-    worth keeping (`WORKER_DATABASE_CONN_MAX_AGE`); a request thread's are closed at its end.
-    With a connection pool, each hop returns its connection to the pool instead.
-    """
-    if getattr(_hop, "active", False) and "pool" not in connection.settings_dict["OPTIONS"]:
-        connection.close_at = time.monotonic() + settings.WORKER_DATABASE_CONN_MAX_AGE
-
-
-def _pooled(function: Callable[..., Result], *args: Any) -> Result:
-    """Run `function` with this pool thread's connection tended as a request's would be.
-
-    The loop's pool threads outlive requests, so Django's request-start and request-end
-    cleanup never reaches their connections: done here instead, so a connection broken by a
-    database restart or past its age is replaced (the health check is re-armed each hop).
-    """
-    connection = connections["default"]
-    connection.close_if_unusable_or_obsolete()
-    _hop.active = True
-    try:
-        return function(*args)
-    finally:
-        _hop.active = False
-        connection.close_if_unusable_or_obsolete()
-
-
-async def _in_pool(function: Callable[..., Result], *args: Any) -> Result:
-    """Run sync database work in the loop's shared thread pool (connections reused)."""
-    return await sync_to_async(_pooled, thread_sensitive=False)(function, *args)
+async def _in_thread(function: Callable[..., Result], *args: Any) -> Result:
+    """Run sync database work on this request's long-lived thread (its connection is kept)."""
+    return await sync_to_async(function)(*args)
 
 
 def _accept(request: HttpRequest, token: str, waiter: Waiter, planned_id: uuid.UUID) -> Accepted:
@@ -345,7 +308,7 @@ async def _wait_for_completion(accepted: Accepted, waiter: Waiter) -> dict[str, 
                 continue
         else:
             await asyncio.sleep(timeout)
-        status = await _in_pool(_status_of, accepted.execution_id)
+        status = await _in_thread(_status_of, accepted.execution_id)
         if status is None or status in TERMINAL_STATUSES:
             return None
     return None
@@ -418,7 +381,7 @@ async def webhook_receive(request: HttpRequest, token: str) -> HttpResponse:
     planned_id = uuid.uuid4()
     await _presubscribe(waiter, token, planned_id)
     try:
-        accepted = await _in_pool(_accept, request, token, waiter, planned_id)
+        accepted = await _in_thread(_accept, request, token, waiter, planned_id)
     except Exception as error:  # translate_exception re-raises what is not ours to answer
         await _unsubscribe(waiter)
         return _error_response(error)
@@ -433,6 +396,6 @@ async def webhook_receive(request: HttpRequest, token: str) -> HttpResponse:
     finally:
         await _unsubscribe(waiter)
     try:
-        return await _in_pool(_finish, accepted, request.method or "GET", completion)
+        return await _in_thread(_finish, accepted, request.method or "GET", completion)
     except Exception as error:
         return _error_response(error)

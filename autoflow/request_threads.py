@@ -1,0 +1,84 @@
+"""Django's ASGI handler, with each request's sync code on one of a few long-lived threads.
+
+Django runs a request's sync code (sync views, signal receivers, the ORM behind async views)
+in a thread of the request's own, started for it and ended with it, so a database connection
+can never outlive the request: every request paid for a new PostgreSQL connection, which cost
+PostgreSQL more CPU than the request's queries. Here a request borrows the least busy of
+`WEB_REQUEST_THREADS` long-lived threads (asgiref's `ThreadSensitiveContext` with an executor
+the caller owns); the threads keep their connections like a worker does
+(`WORKER_DATABASE_CONN_MAX_AGE`), and Django's request-start and request-end checks still
+replace a broken or aged one. With `DATABASE_POOL=true` connections go back to the pool at the
+end of each request instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import ThreadSensitiveContext
+from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
+
+_thread = threading.local()
+
+
+def keep_connections_in_this_thread() -> None:
+    """Mark the current thread long-lived: connections it opens are kept between uses."""
+    _thread.keeps_connections = True
+
+
+@receiver(connection_created)
+def _keep_long_lived_connection(sender: Any, connection: BaseDatabaseWrapper, **_: Any) -> None:
+    if getattr(_thread, "keeps_connections", False) and "pool" not in connection.settings_dict.get(
+        "OPTIONS", {}
+    ):
+        connection.close_at = time.monotonic() + settings.WORKER_DATABASE_CONN_MAX_AGE
+
+
+class RequestThreads:
+    """A fixed set of single-thread executors; each request takes the least busy one."""
+
+    def __init__(self, count: int) -> None:
+        self._executors = [
+            ThreadPoolExecutor(
+                max_workers=1,
+                thread_name_prefix=f"autoflow-request-{index}",
+                initializer=keep_connections_in_this_thread,
+            )
+            for index in range(count)
+        ]
+        # Requests per executor, counted on the event loop's thread only.
+        self._requests = [0] * count
+
+    @contextlib.asynccontextmanager
+    async def context(self) -> AsyncIterator[None]:
+        """Route the thread-sensitive calls made inside to one executor's thread."""
+        index = min(range(len(self._requests)), key=self._requests.__getitem__)
+        self._requests[index] += 1
+        try:
+            async with ThreadSensitiveContext(executor=self._executors[index]):
+                yield
+        finally:
+            self._requests[index] -= 1
+
+
+class SharedThreadsASGIHandler(ASGIHandler):
+    """`ASGIHandler` whose requests run their sync code on `RequestThreads`."""
+
+    def __init__(self, threads: int) -> None:
+        super().__init__()
+        self.request_threads = RequestThreads(threads)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        async with self.request_threads.context():
+            await self.handle(scope, receive, send)

@@ -1,0 +1,102 @@
+"""Requests run their sync code on a few long-lived threads that keep their connections."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+from asgiref.sync import async_to_sync, sync_to_async
+from django.db import connection
+
+from accounts.models import User
+from accounts.tokens import tokens_issue
+from autoflow.request_threads import RequestThreads
+from tests.servers import ServerUrl, daphne_server, database_url_from_settings
+
+THREADS = 2
+# libpq names every connection the server under test opens (other tests' servers may be up).
+APPLICATION_NAME = f"autoflow-request-threads-{uuid.uuid4().hex[:8]}"
+
+
+def _daphne_backends(started_before: Any = None) -> list[int]:
+    """The backends serving the daphne under test."""
+    query = "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+    params: list[Any] = [APPLICATION_NAME]
+    if started_before is not None:
+        query += " AND backend_start < %s"
+        params.append(started_before)
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.fixture
+def web(transactional_db: Any) -> Iterator[ServerUrl]:
+    if connection.vendor != "postgresql":
+        pytest.skip("counts PostgreSQL backends")
+    database_url = database_url_from_settings(connection.settings_dict)
+    with daphne_server(
+        DATABASE_URL=database_url,
+        WEB_REQUEST_THREADS=str(THREADS),
+        PGAPPNAME=APPLICATION_NAME,
+    ) as url:
+        yield url
+
+
+@pytest.mark.e2e
+def test_requests_share_a_few_kept_connections_and_survive_their_loss(
+    web: ServerUrl, owner: User
+) -> None:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {tokens_issue(user=owner)['access']}"
+
+    def listed() -> int:
+        return session.get(f"{web}/api/workflows", timeout=10).status_code
+
+    assert [listed() for _ in range(2 * THREADS)] == [200] * (2 * THREADS)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        (warmed_at,) = cursor.fetchone()
+
+    assert [listed() for _ in range(20)] == [200] * 20
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(lambda _: listed(), range(32))) == [200] * 32
+
+    kept = _daphne_backends(started_before=warmed_at)
+    assert 1 <= len(kept) <= THREADS  # opened before the 52 requests, still serving
+    assert len(_daphne_backends()) <= THREADS
+    with connection.cursor() as cursor:  # as a database restart would
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [kept])
+    assert [listed() for _ in range(2 * THREADS)] == [200] * (2 * THREADS)
+
+
+def test_a_request_takes_the_least_busy_thread_and_keeps_it() -> None:
+    threads = RequestThreads(2)
+
+    async def thread_of_each_call() -> set[str]:
+        import threading
+
+        names = set()
+        for _ in range(3):
+            names.add(await sync_to_async(lambda: threading.current_thread().name)())
+            await asyncio.sleep(0)
+        return names
+
+    async def requests_at_once() -> list[set[str]]:
+        async def one() -> set[str]:
+            async with threads.context():
+                return await thread_of_each_call()
+
+        return list(await asyncio.gather(one(), one(), one()))
+
+    first, second, third = async_to_sync(requests_at_once)()
+
+    assert len(first) == len(second) == len(third) == 1  # each request stays on one thread
+    assert first != second  # two requests at once: two threads
+    assert {*first, *second, *third} == {*first, *second}  # never more than two
+    assert all(name.startswith("autoflow-request-") for name in first | second)
