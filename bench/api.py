@@ -63,11 +63,10 @@ RATE_LIMITS = {
     "RATE_LIMIT_WEBHOOK": "100000000/1m",
 }
 
-# Under daphne every request runs in a thread of its own, so CONN_MAX_AGE (the default, 60 s)
-# leaves one open connection per request thread: at c=16 PostgreSQL ran out of connections
-# within seconds (503s). The web process uses the psycopg pool instead, as Django advises
-# for ASGI; the worker keeps its persistent connections.
-WEB_ENV = {"DATABASE_POOL": "true", "DATABASE_POOL_MAX_SIZE": "10"}
+# The web process runs with the defaults, as users do: requests run their sync code on a few
+# long-lived threads that keep their connections (autoflow/request_threads.py). Set pool
+# variables here (DATABASE_POOL=true) to measure the psycopg pool instead.
+WEB_ENV: dict[str, str] = {}
 
 OWNERS = 100
 WORKFLOWS = 10_000

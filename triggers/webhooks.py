@@ -2,10 +2,10 @@
 
 The synchronous work (lookup, rate limit, signature, parse, start, record) happens in one
 hop to the request's long-lived thread (`autoflow.request_threads`), which keeps its database
-connection between requests. With `respond: "on_complete"` the view
-then waits for the execution's `execution.complete` message on its completion group (or, with
-the in-memory layer of the embedded default, a process-local future), re-checking the database
-every half second (live delivery is best-effort), bounded by `WEBHOOK_RESPOND_TIMEOUT_SECONDS`.
+connection between requests. With `respond: "on_complete"` the view then waits for the
+execution's `execution.complete` message on its completion group (or, with the in-memory layer
+of the embedded default, a process-local future), re-checking the database every half second
+(live delivery is best-effort), bounded by `WEBHOOK_RESPOND_TIMEOUT_SECONDS`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
@@ -153,14 +152,6 @@ def _subscribe(waiter: Waiter, execution_id: uuid.UUID) -> None:
         logger.warning("webhook could not subscribe to execution events", exc_info=True)
         return
     waiter.subscribed = True
-
-
-Result = TypeVar("Result")
-
-
-async def _in_thread(function: Callable[..., Result], *args: Any) -> Result:
-    """Run sync database work on this request's long-lived thread (its connection is kept)."""
-    return await sync_to_async(function)(*args)
 
 
 def _accept(request: HttpRequest, token: str, waiter: Waiter, planned_id: uuid.UUID) -> Accepted:
@@ -308,7 +299,7 @@ async def _wait_for_completion(accepted: Accepted, waiter: Waiter) -> dict[str, 
                 continue
         else:
             await asyncio.sleep(timeout)
-        status = await _in_thread(_status_of, accepted.execution_id)
+        status = await sync_to_async(_status_of)(accepted.execution_id)
         if status is None or status in TERMINAL_STATUSES:
             return None
     return None
@@ -381,7 +372,7 @@ async def webhook_receive(request: HttpRequest, token: str) -> HttpResponse:
     planned_id = uuid.uuid4()
     await _presubscribe(waiter, token, planned_id)
     try:
-        accepted = await _in_thread(_accept, request, token, waiter, planned_id)
+        accepted = await sync_to_async(_accept)(request, token, waiter, planned_id)
     except Exception as error:  # translate_exception re-raises what is not ours to answer
         await _unsubscribe(waiter)
         return _error_response(error)
@@ -396,6 +387,6 @@ async def webhook_receive(request: HttpRequest, token: str) -> HttpResponse:
     finally:
         await _unsubscribe(waiter)
     try:
-        return await _in_thread(_finish, accepted, request.method or "GET", completion)
+        return await sync_to_async(_finish)(accepted, request.method or "GET", completion)
     except Exception as error:
         return _error_response(error)
