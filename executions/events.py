@@ -142,10 +142,10 @@ class _Publisher:
     def send(self, messages: Iterable[Message]) -> None:
         """Queue messages for publishing; never raises."""
         try:
-            for _, body in messages:
+            items = list(messages)
+            for _, body in items:
                 if body.get("type") == "execution.complete":
                     local_waiters.resolve(body["execution_id"], body)
-            items = list(messages)
             loop = self._ensure_started()
             self._pending += len(items)
             loop.call_soon_threadsafe(self._put, items)
