@@ -60,23 +60,20 @@ def _prepare_pool_child_connections(**_: Any) -> None:
     """Forget the parent's database sockets and pools in a forked pool child; keep its own.
 
     Forget, not close: closing would end the parent's sessions over the shared sockets, and a
-    psycopg pool's worker threads do not survive a fork anyway. The child's own connection is
-    then kept between tasks (`WORKER_DATABASE_CONN_MAX_AGE`) unless a pool is configured:
+    psycopg pool's worker threads do not survive a fork anyway. The child runs its tasks on
+    this thread, which then keeps its connections between tasks (`autoflow.kept_connections`):
     opening one per task cost PostgreSQL more CPU than the task's queries.
     """
-    from django.conf import settings
     from django.db import connections
     from django.db.backends.postgresql.base import DatabaseWrapper
+
+    from autoflow.kept_connections import keep_connections_in_this_thread
 
     for connection in connections.all(initialized_only=True):
         connection.connection = None
     inherited_pools: dict[str, Any] = getattr(DatabaseWrapper, "_connection_pools", {})
     inherited_pools.clear()
-    for connection in connections.all():
-        if connection.vendor == "postgresql" and "pool" not in connection.settings_dict.get(
-            "OPTIONS", {}
-        ):
-            connection.settings_dict["CONN_MAX_AGE"] = settings.WORKER_DATABASE_CONN_MAX_AGE
+    keep_connections_in_this_thread()
 
 
 @task_prerun.connect

@@ -77,11 +77,11 @@ class OnLoopMixin:
 
 
 class SecurityMiddleware(OnLoopMixin, DjangoSecurity):
-    pass
+    """HTTPS redirect and security headers: the request and settings only."""
 
 
 class CSPMiddleware(OnLoopMixin, DjangoCSP):
-    pass
+    """A lazy nonce and the policy header: the request and settings only."""
 
 
 class SessionMiddleware(OnLoopMixin, DjangoSession):
@@ -94,7 +94,7 @@ class SessionMiddleware(OnLoopMixin, DjangoSession):
 
 
 class CommonMiddleware(OnLoopMixin, DjangoCommon):
-    pass
+    """User-agent and host checks, URL resolution for slash redirects: no I/O."""
 
 
 class CsrfViewMiddleware(OnLoopMixin, DjangoCsrfView):
@@ -123,4 +123,4 @@ class MessageMiddleware(OnLoopMixin, DjangoMessages):
 
 
 class XFrameOptionsMiddleware(OnLoopMixin, DjangoXFrameOptions):
-    pass
+    """One response header."""

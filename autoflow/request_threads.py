@@ -5,42 +5,20 @@ in a thread of the request's own, started for it and ended with it, so a databas
 can never outlive the request: every request paid for a new PostgreSQL connection, which cost
 PostgreSQL more CPU than the request's queries. Here a request borrows the least busy of
 `WEB_REQUEST_THREADS` long-lived threads (asgiref's `ThreadSensitiveContext` with an executor
-the caller owns); the threads keep their connections like a worker does
-(`WORKER_DATABASE_CONN_MAX_AGE`), and Django's request-start and request-end checks still
-replace a broken or aged one. With `DATABASE_POOL=true` connections go back to the pool at the
-end of each request instead.
+the caller owns), and the threads keep their connections (`autoflow.kept_connections`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext
-from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
-from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.backends.signals import connection_created
-from django.dispatch import receiver
 
-_thread = threading.local()
-
-
-def keep_connections_in_this_thread() -> None:
-    """Mark the current thread long-lived: connections it opens are kept between uses."""
-    _thread.keeps_connections = True
-
-
-@receiver(connection_created)
-def _keep_long_lived_connection(sender: Any, connection: BaseDatabaseWrapper, **_: Any) -> None:
-    if getattr(_thread, "keeps_connections", False) and "pool" not in connection.settings_dict.get(
-        "OPTIONS", {}
-    ):
-        connection.close_at = time.monotonic() + settings.WORKER_DATABASE_CONN_MAX_AGE
+from autoflow.kept_connections import keep_connections_in_this_thread
 
 
 class RequestThreads:

@@ -63,11 +63,6 @@ RATE_LIMITS = {
     "RATE_LIMIT_WEBHOOK": "100000000/1m",
 }
 
-# The web process runs with the defaults, as users do: requests run their sync code on a few
-# long-lived threads that keep their connections (autoflow/request_threads.py). Set pool
-# variables here (DATABASE_POOL=true) to measure the psycopg pool instead.
-WEB_ENV: dict[str, str] = {}
-
 OWNERS = 100
 WORKFLOWS = 10_000
 EXECUTIONS = 100_000
@@ -496,7 +491,7 @@ def run(base: Baselines) -> list[Figure]:
     print(
         f"api: {ids['workflows']} workflows, {ids['executions']} executions; the reader sees "
         f"{ids['reader_workflows_visible']} workflows and {ids['reader_executions']} executions; "
-        f"rate limits {RATE_LIMITS}; web {WEB_ENV}; {RUNS} run(s) x {SECONDS:g} s at "
+        f"rate limits {RATE_LIMITS}; web defaults; {RUNS} run(s) x {SECONDS:g} s at "
         f"c={CONNECTIONS}"
     )
 
@@ -505,7 +500,7 @@ def run(base: Baselines) -> list[Figure]:
     web = start_process(
         "api-daphne",
         [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "autoflow.asgi:application"],
-        env={**env, **WEB_ENV},
+        env=env,
     )
     worker = start_process(
         "api-worker",

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from django.db import connections
+from django.db.backends.signals import connection_created
 
 from autoflow.celery import _prepare_pool_child_connections
+
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
@@ -20,24 +26,48 @@ def default_settings_dict() -> Iterator[dict[str, Any]]:
     settings_dict.update(saved)
 
 
+def _close_at_in_a_prepared_child_thread() -> float | None:
+    """Run the pool-child hook on a fresh thread, open a connection there, read its close_at."""
+    seen: list[float | None] = []
+
+    def child() -> None:
+        _prepare_pool_child_connections()
+        connection = connections["default"]
+        try:
+            connection.ensure_connection()
+            seen.append(connection.close_at)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=child)
+    thread.start()
+    thread.join(10)
+    return seen[0]
+
+
 def test_a_pool_child_keeps_its_database_connection_between_tasks(
     default_settings_dict: dict[str, Any], settings: Any
 ) -> None:
     settings.WORKER_DATABASE_CONN_MAX_AGE = 123
     default_settings_dict["CONN_MAX_AGE"] = 0
 
-    _prepare_pool_child_connections()
+    close_at = _close_at_in_a_prepared_child_thread()
 
-    assert default_settings_dict["CONN_MAX_AGE"] == 123
+    assert close_at is not None
+    assert 120 < close_at - time.monotonic() <= 123
 
 
-def test_with_a_connection_pool_a_pool_child_leaves_reuse_to_the_pool(
-    default_settings_dict: dict[str, Any], settings: Any
-) -> None:
+def test_with_a_connection_pool_a_pool_child_leaves_reuse_to_the_pool(settings: Any) -> None:
     settings.WORKER_DATABASE_CONN_MAX_AGE = 123
-    default_settings_dict["CONN_MAX_AGE"] = 0
-    default_settings_dict["OPTIONS"] = {**default_settings_dict["OPTIONS"], "pool": {}}
+    # A stand-in: opening a real pooled connection would leave a pool behind in this process.
+    pooled = SimpleNamespace(settings_dict={"OPTIONS": {"pool": {}}}, close_at=0.0)
 
-    _prepare_pool_child_connections()
+    def child() -> None:
+        _prepare_pool_child_connections()
+        connection_created.send(sender=type(pooled), connection=pooled)
 
-    assert default_settings_dict["CONN_MAX_AGE"] == 0
+    thread = threading.Thread(target=child)
+    thread.start()
+    thread.join(10)
+
+    assert pooled.close_at == 0.0  # CONN_MAX_AGE=0: back to the pool when the task ends
