@@ -26,28 +26,19 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connections, transaction
 from django.db.models import (
-    Case,
-    DateTimeField,
-    F,
-    PositiveIntegerField,
     Q,
-    QuerySet,
-    Value,
-    When,
 )
-from django.db.models.functions import Coalesce
-from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 from kombu.pools import producers
 
 from accounts.models import User
 from autoflow.exceptions import IdempotencyConflict, InvalidState
-from executions import events
+from executions import events, statements
 from executions.executor import (
     Executor,
     LeaseLost,
@@ -199,7 +190,7 @@ def _create_execution(
     )
     now = timezone.now()
     # The first log line's seq is taken here, so the row is written once (no counter UPDATE).
-    execution = Execution.objects.create(
+    execution = Execution(
         id=execution_id or uuid.uuid4(),
         next_log_seq=2,
         workflow=workflow,
@@ -217,6 +208,7 @@ def _create_execution(
             else now + dt.timedelta(seconds=plan.timeout_seconds)
         ),
     )
+    statements.insert_objects([execution])
     runs = []
     for position, node_id in enumerate(plan.order):
         previous = (reuse or {}).get(node_id)
@@ -241,7 +233,7 @@ def _create_execution(
             runs.append(
                 NodeRun(execution=execution, node_id=node_id, type=node_type, position=position)
             )
-    NodeRun.objects.bulk_create(runs)
+    statements.insert_objects(runs)
     reused = [run.node_id for run in runs if run.status == NodeRunStatus.SUCCEEDED]
     message = "Execution queued"
     data: dict[str, Any] = {"trigger": trigger, "workflow_version": version.version}
@@ -253,7 +245,7 @@ def _create_execution(
     first = _log_row(
         execution.pk, 1, LogLine(ts=now, level="info", node_id=None, message=message, data=data)
     )
-    first.save(force_insert=True)
+    statements.insert_objects([first])
     events.publish_on_commit([events.logs_message(execution.pk, [log_line_body(first)])])
     execution_enqueue_on_commit(execution_id=execution.pk)
     return execution
@@ -357,48 +349,28 @@ def log_line_body(row: ExecutionLog) -> dict[str, Any]:
     }
 
 
-def _update_returning(
-    queryset: QuerySet[Execution], values: Mapping[str, Any], returning: tuple[str, ...]
-) -> tuple[Any, ...] | None:
-    """`queryset.update(**values)` that also returns columns of the updated row (one trip).
-
-    Only for plain columns (no converters); None when no row matched.
-    """
-    query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
-    query.add_update_values(dict(values))
-    sql, params = query.get_compiler(queryset.db).as_sql()
-    connection = connections[queryset.db]
-    columns = ", ".join(connection.ops.quote_name(name) for name in returning)
-    with transaction.mark_for_rollback_on_error(using=queryset.db), connection.cursor() as cursor:
-        cursor.execute(f"{sql} RETURNING {columns}", params)
-        row = cursor.fetchone()
-    return None if row is None else tuple(row)
-
-
 def _append_logs(
     execution_id: Any,
     lines: list[LogLine],
     *,
-    guard: Q | None = None,
+    lease_owner: str | None = None,
     changes: Mapping[str, Any] | None = None,
-) -> tuple[Any, ...] | None:
+) -> tuple[int, bool] | None:
     """Store lines with gap-free seqs (the counter row lock orders writers); publish after commit.
 
-    `changes` are applied to the execution row in the same guarded UPDATE, which returns
-    `(next_log_seq, cancel_requested)`; None means the guard failed and nothing was written.
-    Must run inside a transaction.
+    `changes` are applied to the execution row in the same UPDATE (guarded by `lease_owner`
+    when given), which returns `(next_log_seq, cancel_requested)`; None means the guard failed
+    and nothing was written. Must run inside a transaction.
     """
     count = len(lines)
-    queryset = Execution.objects.filter(pk=execution_id)
-    if guard is not None:
-        queryset = queryset.filter(guard)
-    values = {"next_log_seq": F("next_log_seq") + count, **(changes or {})}
-    returned = _update_returning(queryset, values, ("next_log_seq", "cancel_requested"))
+    returned = statements.update_execution(
+        execution_id, log_lines=count, changes=changes or {}, lease_owner=lease_owner
+    )
     if returned is None or count == 0:
         return returned
     first = returned[0] - count
     rows = [_log_row(execution_id, first + index, line) for index, line in enumerate(lines)]
-    ExecutionLog.objects.bulk_create(rows)
+    statements.insert_objects(rows)
     events.publish_on_commit([events.logs_message(execution_id, [log_line_body(r) for r in rows])])
     return returned
 
@@ -406,20 +378,20 @@ def _append_logs(
 # --- The database run store ------------------------------------------------------------------
 
 
-def _node_state(row: NodeRun) -> NodeState:
+def _node_state(row: Mapping[str, Any]) -> NodeState:
     return NodeState(
-        node_id=row.node_id,
-        type=row.type,
-        status=row.status,
-        attempts=row.attempts,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        output=row.output,
-        error=row.error,
-        cached=row.cached,
-        branch=row.branch,
-        next_attempt_at=row.next_attempt_at,
-        wait_kind=row.wait_kind,
+        node_id=row["node_id"],
+        type=row["type"],
+        status=row["status"],
+        attempts=row["attempts"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        output=row["output"],
+        error=row["error"],
+        cached=row["cached"],
+        branch=row["branch"],
+        next_attempt_at=row["next_attempt_at"],
+        wait_kind=row["wait_kind"],
     )
 
 
@@ -430,7 +402,6 @@ class DatabaseRunStore:
         self.execution = execution
         self.lease_owner = lease_owner
         self.node_pks = node_pks
-        self.guard = Q(status=ExecutionStatus.RUNNING, lease_owner=lease_owner)
         self._cancel = execution.cancel_requested
         self.lost = threading.Event()
 
@@ -441,11 +412,9 @@ class DatabaseRunStore:
 
     def heartbeat(self) -> None:
         """Renew the lease and refresh the cancel flag (called from the heartbeat thread)."""
-        renewed = (
-            Execution.objects.filter(pk=self.execution.pk)
-            .filter(self.guard)
-            .update(lease_expires_at=self._lease_until())
-        )
+        renewed = Execution.objects.filter(
+            pk=self.execution.pk, status=ExecutionStatus.RUNNING, lease_owner=self.lease_owner
+        ).update(lease_expires_at=self._lease_until())
         if renewed == 0:
             self.lost.set()
             return
@@ -492,12 +461,10 @@ class DatabaseRunStore:
             )
             for state in nodes
         ]
-        # Every row exists (loaded at claim), so this upsert only ever updates. It compiles to
-        # one INSERT ... ON CONFLICT DO UPDATE, where bulk_update builds a CASE per field and row
+        # Every row exists (loaded at claim), so this upsert only ever updates: one
+        # INSERT ... ON CONFLICT DO UPDATE, where bulk_update builds a CASE per field and row
         # (profiled: 3 ms per node on a 500-node chain, most of it building expressions).
-        NodeRun.objects.bulk_create(
-            rows, update_conflicts=True, unique_fields=["id"], update_fields=list(NODE_FIELDS)
-        )
+        statements.insert_objects(rows, update_fields=NODE_FIELDS)
         return [
             events.status_message(
                 self.execution.pk,
@@ -513,7 +480,9 @@ class DatabaseRunStore:
     ) -> list[events.Message]:
         """Guarded write of node runs, log lines and execution fields, in one transaction."""
         changes = execution_changes or {"lease_expires_at": self._lease_until()}
-        returned = _append_logs(self.execution.pk, logs, guard=self.guard, changes=changes)
+        returned = _append_logs(
+            self.execution.pk, logs, lease_owner=self.lease_owner, changes=changes
+        )
         if returned is None:
             raise LeaseLost
         # The same UPDATE read the cancel flag: no extra query to notice a cancel.
@@ -678,39 +647,6 @@ def _new_lease_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-def _claim(execution_id: str, lease_owner: str, now: dt.datetime) -> Execution | None:
-    """Take the run with one conditional UPDATE; None when someone else holds it or it is done."""
-    claimable = (
-        Q(status=ExecutionStatus.QUEUED)
-        | Q(status=ExecutionStatus.WAITING, wake_at__lte=now)
-        | Q(status=ExecutionStatus.RUNNING, lease_expires_at__lt=now)
-    )
-    queryset = Execution.objects.filter(pk=execution_id).filter(claimable)
-    query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
-    query.add_update_values(
-        {
-            "recovery_count": Case(
-                When(status=ExecutionStatus.RUNNING, then=F("recovery_count") + 1),
-                default=F("recovery_count"),
-                output_field=PositiveIntegerField(),
-            ),
-            "status": ExecutionStatus.RUNNING,
-            "lease_owner": lease_owner,
-            "lease_expires_at": now + dt.timedelta(seconds=settings.EXECUTION_LEASE_SECONDS),
-            "started_at": Coalesce(F("started_at"), Value(now), output_field=DateTimeField()),
-            "wake_at": None,
-        }
-    )
-    sql, params = query.get_compiler(queryset.db).as_sql()
-    quote = connections[queryset.db].ops.quote_name
-    columns = ", ".join(quote(str(field.column)) for field in Execution._meta.concrete_fields)
-    # One statement claims and reads the row back (a raw query applies the fields' converters).
-    # The version's graph comes from the plan cache and the workflow only when needed (a
-    # failure notification, a credential): loading and parsing their JSON costs every run.
-    claimed = list(Execution.objects.raw(f"{sql} RETURNING {columns}", params))
-    return claimed[0] if claimed else None
-
-
 def _reschedule_unclaimed(execution_id: str) -> None:
     """A task that found nothing to claim: re-arm an early wake-up; anything else is not ours."""
     row = Execution.objects.filter(pk=execution_id).values("status", "wake_at").first()
@@ -724,15 +660,23 @@ def execution_run(*, execution_id: str, heartbeat: bool = True) -> Outcome | Non
     """Claim the execution and advance it as far as it goes; idempotent, safe to repeat."""
     lease_owner = _new_lease_owner()
     claimed_at = timezone.now()
-    execution = _claim(execution_id, lease_owner, claimed_at)
+    # One statement claims the run and reads its row back. The version's graph comes from the
+    # plan cache and the workflow only when needed (a failure notification, a credential):
+    # loading and parsing their JSON costs every run.
+    execution = statements.claim_execution(
+        execution_id,
+        lease_owner=lease_owner,
+        now=claimed_at,
+        lease_expires_at=claimed_at + dt.timedelta(seconds=settings.EXECUTION_LEASE_SECONDS),
+    )
     if execution is None:
         _reschedule_unclaimed(execution_id)
         return None
-    rows = list(NodeRun.objects.filter(execution=execution))
+    rows = statements.node_runs_of(execution.pk)
     store = DatabaseRunStore(
-        execution=execution, lease_owner=lease_owner, node_pks={r.node_id: r.pk for r in rows}
+        execution=execution, lease_owner=lease_owner, node_pks={r["node_id"]: r["id"] for r in rows}
     )
-    nodes = {row.node_id: _node_state(row) for row in rows}
+    nodes = {row["node_id"]: _node_state(row) for row in rows}
     lines = []
     if execution.recovery_count > 0:
         lines.append(

@@ -1,0 +1,153 @@
+"""The run path's precompiled statements read and write exactly what the ORM would."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from executions import services, statements
+from executions.models import Execution, ExecutionLog, NodeRun
+from tests.executions.conftest import make_graph, make_workflow
+
+pytestmark = pytest.mark.django_db
+
+
+def queued(owner, *node_ids: str) -> Execution:
+    nodes = [{"id": n, "type": "test_emit", "params": {"value": n}} for n in node_ids]
+    ids = ["t", *node_ids]
+    workflow = make_workflow(owner, make_graph(nodes, list(itertools.pairwise(ids))))
+    execution, _ = services.execution_start(
+        workflow=workflow, trigger="manual", input={"x": [1, {"y": None}]}, user=owner
+    )
+    return execution
+
+
+def test_insert_objects_writes_rows_the_orm_reads_back_unchanged(owner):
+    execution = queued(owner)
+    now = timezone.now()
+    lines = [
+        ExecutionLog(execution_id=execution.pk, seq=10 + i, ts=now, message=f"m{i}", data=data)
+        for i, data in enumerate([{"k": [1, "two"]}, None, "text"])
+    ]
+    statements.insert_objects(lines)
+    stored = list(ExecutionLog.objects.filter(seq__gte=10).values_list("seq", "message", "data"))
+    assert stored == [(10, "m0", {"k": [1, "two"]}), (11, "m1", None), (12, "m2", "text")]
+    assert ExecutionLog.objects.get(seq=10).ts == now
+    assert not lines[0]._state.adding
+
+
+def test_insert_objects_with_update_fields_overwrites_only_those_columns(owner):
+    execution = queued(owner, "a", "b")
+    runs = {r.node_id: r for r in NodeRun.objects.filter(execution=execution)}
+    finished = timezone.now()
+    changed = [
+        # `position` is left at its default here: the upsert must not write it.
+        NodeRun(
+            pk=runs["b"].pk,
+            execution_id=execution.pk,
+            node_id="b",
+            type="test_emit",
+            status="succeeded",
+            finished_at=finished,
+            output={"value": "b"},
+        )
+    ]
+    statements.insert_objects(changed, update_fields=("status", "finished_at", "output"))
+    rows = list(
+        NodeRun.objects.filter(execution=execution).values_list(
+            "node_id", "position", "status", "output", "finished_at"
+        )
+    )
+    assert rows == [
+        ("t", 0, "pending", None, None),
+        ("a", 1, "pending", None, None),
+        ("b", 2, "succeeded", {"value": "b"}, finished),
+    ]
+
+
+def test_insert_objects_splits_what_exceeds_the_parameter_limit(owner, monkeypatch):
+    execution = queued(owner)
+    monkeypatch.setattr(connection.ops, "bulk_batch_size", lambda fields, objs: 2)
+    lines = [ExecutionLog(execution_id=execution.pk, seq=20 + i, message="m") for i in range(5)]
+    with CaptureQueriesContext(connection) as queries:
+        statements.insert_objects(lines)
+    assert len([q for q in queries if "INSERT" in q["sql"]]) == 3
+    assert ExecutionLog.objects.filter(seq__gte=20).count() == 5
+
+
+def test_claim_takes_a_queued_run_once_and_reads_it_back(owner):
+    execution = queued(owner)
+    now = timezone.now()
+    until = now + dt.timedelta(seconds=30)
+    claimed = statements.claim_execution(
+        execution.pk, lease_owner="me", now=now, lease_expires_at=until
+    )
+    assert claimed is not None
+    assert (claimed.pk, claimed.status, claimed.lease_owner) == (execution.pk, "running", "me")
+    assert claimed.input == {"x": [1, {"y": None}]}
+    assert (claimed.started_at, claimed.lease_expires_at, claimed.recovery_count) == (now, until, 0)
+    assert claimed.created_at == execution.created_at
+    assert not claimed._state.adding
+    again = statements.claim_execution(
+        execution.pk, lease_owner="you", now=now, lease_expires_at=until
+    )
+    assert again is None
+    assert Execution.objects.get(pk=execution.pk).lease_owner == "me"
+
+
+def test_claim_takes_over_a_lapsed_lease_counting_a_recovery_and_waits_for_a_due_wake(owner):
+    execution = queued(owner)
+    now = timezone.now()
+    started = now - dt.timedelta(minutes=5)
+    Execution.objects.filter(pk=execution.pk).update(
+        status="running", lease_owner="gone", lease_expires_at=now, started_at=started
+    )
+    later = now + dt.timedelta(seconds=1)
+    claimed = statements.claim_execution(
+        execution.pk, lease_owner="me", now=later, lease_expires_at=later
+    )
+    assert claimed is not None
+    assert (claimed.recovery_count, claimed.started_at) == (1, started)
+
+    Execution.objects.filter(pk=execution.pk).update(status="waiting", wake_at=later)
+    early = statements.claim_execution(
+        execution.pk, lease_owner="x", now=now, lease_expires_at=later
+    )
+    assert early is None
+    due = statements.claim_execution(
+        execution.pk, lease_owner="x", now=later, lease_expires_at=later
+    )
+    assert due is not None
+    assert (due.recovery_count, due.wake_at) == (1, None)
+
+
+def test_update_execution_reserves_seqs_and_honours_the_lease(owner):
+    execution = queued(owner)
+    Execution.objects.filter(pk=execution.pk).update(status="running", lease_owner="me")
+    result = statements.update_execution(
+        execution.pk, log_lines=3, changes={"output": {"a": 1}}, lease_owner="me"
+    )
+    assert result == (5, False)
+    assert (
+        statements.update_execution(execution.pk, log_lines=1, changes={}, lease_owner="x") is None
+    )
+    Execution.objects.filter(pk=execution.pk).update(cancel_requested=True)
+    assert statements.update_execution(execution.pk, log_lines=0, changes={}) == (5, True)
+    stored = Execution.objects.get(pk=execution.pk)
+    assert (stored.output, stored.next_log_seq) == ({"a": 1}, 5)
+
+
+def test_node_runs_of_lists_the_runs_in_graph_order_with_their_values(owner):
+    execution = queued(owner, "b", "a")
+    NodeRun.objects.filter(execution=execution, node_id="a").update(output={"v": [1]}, cached=True)
+    rows = statements.node_runs_of(execution.pk)
+    assert [row["node_id"] for row in rows] == ["t", "b", "a"]
+    last = rows[-1]
+    assert (last["output"], last["cached"], last["status"]) == ({"v": [1]}, True, "pending")
+    assert last["id"] == NodeRun.objects.get(execution=execution, node_id="a").pk
+    assert statements.node_runs_of(Execution().pk) == []
