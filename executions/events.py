@@ -1,16 +1,19 @@
 """Publish execution events to the channel layer, after commit, cheaply, never failing a run.
 
 Groups: `execution.<id>` gets `execution.logs`, `execution.status` and `execution.complete`;
-`user.<owner_id>` gets a `notification` when an execution fails; `execution.<id>.complete` gets
-the completion alone. One long-lived event loop per process (in a daemon thread) drains one
-bounded queue in order, so publishing costs the caller a queue put, not an `async_to_sync`
-round trip per line; what is queued together goes out as one `event.batch` per group. A full
-queue or a down Redis drops messages (the stored log stays the source of truth) and is logged.
+`user.<owner_id>` gets a `notification` when an execution fails. The completion alone also goes
+to the Redis pub/sub channel `autoflow:completion:<id>`, for waiters (`executions.completions`).
+
+One long-lived event loop per process (in a daemon thread) drains one bounded queue in order,
+so publishing costs the caller a queue put, not an `async_to_sync` round trip per line; what
+is queued together goes out as one `event.batch` per group. A full queue or a down Redis drops
+messages (the stored log stays the source of truth) and is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -18,6 +21,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import redis.asyncio as aioredis
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
@@ -36,12 +42,9 @@ def user_group(user_id: object) -> str:
     return f"user.{user_id}"
 
 
-def completion_group(execution_id: object) -> str:
-    """Waiters for one execution's end only (a webhook answering on completion).
-
-    They join this group rather than `execution.<id>`, so they wake once, not per log batch.
-    """
-    return f"execution.{execution_id}.complete"
+def completion_channel(execution_id: object) -> str:
+    """The Redis pub/sub channel of one execution's end (see `executions.completions`)."""
+    return f"autoflow:completion:{execution_id}"
 
 
 class _LocalWaiters:
@@ -118,6 +121,11 @@ class _Publisher:
         from channels.layers import get_channel_layer
 
         layer = get_channel_layer()
+        redis = None
+        if settings.REDIS_URL:
+            redis = aioredis.Redis.from_url(
+                settings.REDIS_URL, socket_connect_timeout=5, socket_keepalive=True
+            )
         while True:
             batch = [await self._queue.get()]
             # The commit hooks of one transaction queue their messages back to back: let them
@@ -126,8 +134,7 @@ class _Publisher:
             while len(batch) < BATCH_MAX and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                if layer is not None:
-                    await _publish(layer, batch)
+                await _publish(layer, redis, batch)
             finally:
                 self._pending -= len(batch)
 
@@ -162,19 +169,21 @@ class _Publisher:
         return False
 
 
-async def _publish(layer: Any, batch: list[Message]) -> None:
+async def _publish(layer: Any, redis: aioredis.Redis | None, batch: list[Message]) -> None:
     """Send a batch: one channel-layer message per group (a batch where a group has several).
 
     A group send costs the same for one message as for many, and a run's commit publishes
     several (node states, log lines, status, completion). A failed send (a down Redis) drops
-    that group's messages only.
+    that group's messages only. An execution's end is also published on its completion
+    channel, first: a waiting webhook holds an HTTP request open.
     """
     by_group: dict[str, list[dict[str, Any]]] = {}
     for group, message in batch:
-        if message.get("type") == "execution.complete":
-            # The waiting webhook first: it holds an HTTP request open.
-            await _send(layer, completion_group(message["execution_id"]), message)
+        if redis is not None and message.get("type") == "execution.complete":
+            await _announce(redis, message)
         by_group.setdefault(group, []).append(message)
+    if layer is None:
+        return
     for group, messages in by_group.items():
         single = len(messages) == 1
         await _send(layer, group, messages[0] if single else batch_message(messages))
@@ -185,6 +194,14 @@ async def _send(layer: Any, group: str, message: dict[str, Any]) -> None:
         await layer.group_send(group, message)
     except Exception:  # a down Redis must not stop the next message
         logger.warning("event publish failed", exc_info=True)
+
+
+async def _announce(redis: aioredis.Redis, message: dict[str, Any]) -> None:
+    try:
+        body = json.dumps(message, cls=DjangoJSONEncoder)
+        await redis.publish(completion_channel(message["execution_id"]), body)
+    except Exception:  # waiters re-check the database
+        logger.warning("completion publish failed", exc_info=True)
 
 
 def batch_message(messages: list[dict[str, Any]]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from autoflow.exceptions import InvalidState
+from executions import statements
 from executions.models import Execution, ExecutionTrigger
 from executions.services import execution_start
 from nodes.builtin.trigger import TriggerParams
@@ -60,9 +61,10 @@ def webhook_call_record(
     *, workflow_id: uuid.UUID, method: str, status: int, execution_id: uuid.UUID | None = None
 ) -> None:
     """Store one webhook call and what it answered (the "why 404?" trail)."""
-    WebhookCall.objects.create(
+    call = WebhookCall(
         workflow_id=workflow_id, method=method[:10], status=status, execution_id=execution_id
     )
+    statements.insert_objects([call])  # one per call: skip the ORM's per-call compile
 
 
 def schedule_task_name(workflow_id: uuid.UUID | str) -> str:

@@ -3,26 +3,23 @@
 The synchronous work (lookup, rate limit, signature, parse, start, record) happens in one
 hop to the request's long-lived thread (`autoflow.request_threads`), which keeps its database
 connection between requests. With `respond: "on_complete"` the view then waits for the
-execution's `execution.complete` message on its completion group (or, with the in-memory layer
-of the embedded default, a process-local future), re-checking the database every half second
-(live delivery is best-effort), bounded by `WEBHOOK_RESPOND_TIMEOUT_SECONDS`.
+execution's `execution.complete` message (`executions.completions`: one Redis pub/sub
+connection per web process, or the embedded worker's own publisher), re-checking the database
+every half second (live delivery is best-effort), bounded by `WEBHOOK_RESPOND_TIMEOUT_SECONDS`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
-import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
-from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
@@ -38,14 +35,12 @@ from autoflow.exceptions import (
     translate_exception,
 )
 from autoflow.ratelimit import check_rate
-from executions.events import completion_group, local_waiters
+from executions import completions
 from executions.models import TERMINAL_STATUSES, Execution, ExecutionStatus, ExecutionTrigger
 from executions.services import execution_start
 from triggers.config import trigger_params
 from triggers.services import webhook_call_record
 from workflows.models import Workflow
-
-logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-AutoFlow-Signature"
 SIGNATURE_PREFIX = "sha256="
@@ -63,14 +58,10 @@ class WebhookMethodNotAllowed(AppError):
 
 @dataclass
 class Waiter:
-    """How this call hears of its execution's end: a channel-layer channel or a local future."""
+    """How this call hears of its execution's end: a future from `executions.completions`."""
 
-    loop: asyncio.AbstractEventLoop
-    layer: BaseChannelLayer | None = None
-    channel: str | None = None
     future: asyncio.Future[Any] | None = None
-    subscribed: bool = False
-    execution_id: uuid.UUID | None = field(default=None)
+    execution_id: uuid.UUID | None = None
 
 
 @dataclass
@@ -132,26 +123,13 @@ def _input_for(request: HttpRequest, body: Any) -> dict[str, Any]:
 
 
 def _subscribe(waiter: Waiter, execution_id: uuid.UUID) -> None:
-    if waiter.subscribed and waiter.execution_id == execution_id:
+    if waiter.future is not None and waiter.execution_id == execution_id:
         return  # subscribed on the loop before the execution was created
-    if waiter.subscribed and waiter.layer is not None and waiter.execution_id is not None:
+    if waiter.future is not None and waiter.execution_id is not None:
         # A replay: the planned execution was never created; follow the first call's one.
-        with contextlib.suppress(Exception):
-            async_to_sync(waiter.layer.group_discard)(
-                completion_group(waiter.execution_id), waiter.channel
-            )
-        waiter.subscribed = False
+        async_to_sync(completions.unsubscribe)(waiter.execution_id, waiter.future)
+    waiter.future = async_to_sync(completions.subscribe)(execution_id)
     waiter.execution_id = execution_id
-    if waiter.layer is None or waiter.channel is None:
-        waiter.future = local_waiters.add(execution_id, waiter.loop)
-        waiter.subscribed = True
-        return
-    try:
-        async_to_sync(waiter.layer.group_add)(completion_group(execution_id), waiter.channel)
-    except Exception:  # a down Redis: the database re-check still answers
-        logger.warning("webhook could not subscribe to execution events", exc_info=True)
-        return
-    waiter.subscribed = True
 
 
 def _accept(request: HttpRequest, token: str, waiter: Waiter, planned_id: uuid.UUID) -> Accepted:
@@ -284,21 +262,9 @@ async def _wait_for_completion(accepted: Accepted, waiter: Waiter) -> dict[str, 
             done, _ = await asyncio.wait({waiter.future}, timeout=timeout)
             if done:
                 return dict(waiter.future.result())
-        elif waiter.subscribed and waiter.layer is not None and waiter.channel is not None:
-            try:
-                message = await asyncio.wait_for(waiter.layer.receive(waiter.channel), timeout)
-            except TimeoutError:
-                message = None
-            except Exception:  # the layer went away: keep answering from the database
-                logger.warning("webhook lost its event subscription", exc_info=True)
-                waiter.subscribed = False
-                message = None
-            if message is not None:
-                if message.get("type") == "execution.complete":
-                    return dict(message)
-                continue
         else:
             await asyncio.sleep(timeout)
+        # A lost message or a down Redis must not hold the answer until the bound.
         status = await sync_to_async(_status_of)(accepted.execution_id)
         if status is None or status in TERMINAL_STATUSES:
             return None
@@ -306,17 +272,8 @@ async def _wait_for_completion(accepted: Accepted, waiter: Waiter) -> dict[str, 
 
 
 async def _unsubscribe(waiter: Waiter) -> None:
-    if waiter.execution_id is None:
-        return
-    if waiter.future is not None:
-        local_waiters.discard(waiter.execution_id, waiter.future)
-        return
-    if not waiter.subscribed or waiter.layer is None or waiter.channel is None:
-        return
-    try:
-        await waiter.layer.group_discard(completion_group(waiter.execution_id), waiter.channel)
-    except Exception:
-        logger.warning("webhook could not unsubscribe", exc_info=True)
+    if waiter.execution_id is not None and waiter.future is not None:
+        await completions.unsubscribe(waiter.execution_id, waiter.future)
 
 
 def _error_response(error: Exception) -> HttpResponse:
@@ -337,14 +294,9 @@ WAIT_HINTS_MAX = 10_000
 
 
 async def _presubscribe(waiter: Waiter, token: str, planned_id: uuid.UUID) -> None:
-    if waiter.layer is None or waiter.channel is None or not _waits_by_token.get(token):
-        return
-    try:
-        await waiter.layer.group_add(completion_group(planned_id), waiter.channel)
-    except Exception:  # a down Redis: subscribing in the hop will log it
-        return
-    waiter.execution_id = planned_id
-    waiter.subscribed = True
+    if _waits_by_token.get(token):
+        waiter.future = await completions.subscribe(planned_id)
+        waiter.execution_id = planned_id
 
 
 def _remember(token: str, wait: bool) -> None:
@@ -355,20 +307,10 @@ def _remember(token: str, wait: bool) -> None:
     _waits_by_token[token] = wait
 
 
-async def _waiter() -> Waiter:
-    waiter = Waiter(loop=asyncio.get_running_loop())
-    layer = get_channel_layer()
-    # The in-memory layer cannot wake a receiver from another thread: use a local future.
-    if layer is not None and not isinstance(layer, InMemoryChannelLayer):
-        waiter.layer = layer
-        waiter.channel = await layer.new_channel()
-    return waiter
-
-
 @csrf_exempt
 async def webhook_receive(request: HttpRequest, token: str) -> HttpResponse:
     """Start an execution from a webhook call; answer 202, or its outcome when asked to wait."""
-    waiter = await _waiter()
+    waiter = Waiter()
     planned_id = uuid.uuid4()
     await _presubscribe(waiter, token, planned_id)
     try:
