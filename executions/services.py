@@ -30,9 +30,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connections, transaction
-from django.db.models import (
-    Q,
-)
+from django.db.models import Q
 from django.utils import timezone
 from kombu.pools import producers
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 
@@ -11,7 +12,7 @@ import redis
 from django.test import override_settings
 
 from executions import completions
-from executions.events import complete_message, completion_channel, publisher
+from executions.events import complete_message, completion_channel, local_waiters, publisher
 from tests.servers import free_port
 
 needs_redis = pytest.mark.skipif(
@@ -96,3 +97,59 @@ def test_without_redis_the_in_process_publisher_resolves_the_waiter():
 
     with override_settings(REDIS_URL=""):
         asyncio.run(scenario())
+
+
+@needs_redis
+def test_a_subscription_survives_its_connection_being_killed():
+    first, second = uuid.uuid4(), uuid.uuid4()
+    admin = redis.Redis.from_url(os.environ["REDIS_URL"])
+
+    async def scenario() -> None:
+        future = await completions.subscribe(first)
+        # Kill exactly this loop's subscription connection, by its address as Redis sees it.
+        writer = completions._subscriber()._pubsub.connection._writer
+        host, port = writer.get_extra_info("sockname")[:2]
+        assert admin.client_kill(f"{host}:{port}")
+        await completions.unsubscribe(first, future)
+        later = await completions.subscribe(second)
+        await asyncio.sleep(0.2)
+        _finish(second, "after the kill")
+        await asyncio.wait_for(later, timeout=5)
+        assert later.result()["output"] == "after the kill"
+        await completions.unsubscribe(second, later)
+
+    asyncio.run(scenario())
+
+
+def test_the_reader_keeps_reading_after_a_failed_read(monkeypatch):
+    # redis-py retries a dropped connection itself; past its retries the error reaches the
+    # reader, which must pause and read again rather than end (and strand every waiter).
+    monkeypatch.setattr(completions, "RECONNECT_PAUSE_SECONDS", 0.01)
+    execution_id = uuid.uuid4()
+    body = json.dumps({"type": "execution.complete", "execution_id": str(execution_id)})
+
+    class OutageThenMessage:
+        def __init__(self) -> None:
+            self.replies: list[object] = [
+                redis.ConnectionError("Redis is down"),
+                {"type": "message", "data": body},
+            ]
+
+        async def get_message(self, **_: object) -> object:
+            if not self.replies:
+                await asyncio.Event().wait()  # no more messages: block like a quiet channel
+            reply = self.replies.pop(0)
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
+
+    async def scenario() -> None:
+        future = local_waiters.add(execution_id, asyncio.get_running_loop())
+        reader = asyncio.create_task(completions._Subscriber()._read(OutageThenMessage()))
+        try:
+            await asyncio.wait_for(future, timeout=5)
+        finally:
+            reader.cancel()
+        assert future.result()["execution_id"] == str(execution_id)
+
+    asyncio.run(scenario())
