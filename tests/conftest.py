@@ -24,6 +24,19 @@ from tests.servers import live_daphne
 
 __all__ = ["live_daphne"]
 
+# Fixtures that start real server processes: a test using one is end-to-end wherever it lives
+# (the SQLite unit layer, `-m "not e2e"`, leaves it out).
+SERVER_FIXTURES = frozenset(
+    {"live_daphne", "daphne_url", "engine", "running_engine", "trigger_worker"}
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Under scripts/test.sh or CI, stop at once when PostgreSQL or Redis is unreachable."""
