@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
+import psycopg
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
@@ -47,10 +48,38 @@ def _columns(connection: BaseDatabaseWrapper, fields: Iterable[Field[Any, Any]])
     return ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
 
 
+@cache
+def _numbered(sql: str) -> str:
+    """`%s` placeholders as PostgreSQL's own `$1, $2, ...` (our SQL has no other `%`)."""
+    parts = sql.split("%s")
+    return parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], start=1))
+
+
+def _cursor(connection: BaseDatabaseWrapper) -> Any:
+    """Django's cursor wrapper (error translation, query log) around the backend's cursor.
+
+    On PostgreSQL it wraps a psycopg `RawCursor`: parameters go to the server apart from the
+    SQL, so psycopg neither parses the statement for placeholders (it caches that only up to
+    50 parameters, and a 22-node run's inserts carry hundreds) nor quotes every value. That
+    measured 559 -> 97 µs of client CPU for a 22-row node-run insert.
+    """
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        raw: Any = psycopg.RawCursor(connection.connection)  # the stubs expect a wrapper here
+    if connection.queries_logged:
+        return connection.make_debug_cursor(raw)
+    return connection.make_cursor(raw)
+
+
 def _execute(using: str, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]] | None:
-    """Run one statement through Django's cursor; the rows when it returns any."""
+    """Run one statement; the rows when it returns any."""
     connection = _connection(using)
-    with transaction.mark_for_rollback_on_error(using=using), connection.cursor() as cursor:
+    if connection.vendor == "postgresql":
+        sql = _numbered(sql)
+    with transaction.mark_for_rollback_on_error(using=using), _cursor(connection) as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description is not None else None
 
