@@ -45,6 +45,21 @@ class NodeRunStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
+# The node-run columns the engine moves as a run progresses (what a checkpoint writes).
+NODE_RUN_STATE_FIELDS = (
+    "status",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "output",
+    "error",
+    "cached",
+    "branch",
+    "next_attempt_at",
+    "wait_kind",
+)
+
+
 class Execution(models.Model):
     """One run of a workflow version; the database row is the run's state of record."""
 

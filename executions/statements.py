@@ -21,7 +21,7 @@ from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 
-from executions.models import Execution, ExecutionStatus, NodeRun
+from executions.models import NODE_RUN_STATE_FIELDS, Execution, ExecutionStatus, NodeRun
 
 # PostgreSQL's wire protocol counts parameters in 16 bits.
 MAX_PARAMS_POSTGRESQL = 65_535
@@ -297,21 +297,7 @@ def update_execution(
 
 # --- Node runs --------------------------------------------------------------------------------
 
-NODE_RUN_READ = (
-    "id",
-    "node_id",
-    "type",
-    "status",
-    "attempts",
-    "started_at",
-    "finished_at",
-    "output",
-    "error",
-    "cached",
-    "branch",
-    "next_attempt_at",
-    "wait_kind",
-)
+NODE_RUN_READ = ("id", "node_id", "type", *NODE_RUN_STATE_FIELDS)
 
 
 @cache
