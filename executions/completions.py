@@ -38,21 +38,27 @@ class _Subscriber:
     """One pub/sub connection on one event loop, subscribed to the executions waited for."""
 
     def __init__(self) -> None:
+        self.name = f"autoflow-completions-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
+        self._connecting = asyncio.Lock()  # concurrent first waiters share one connection
         self._waiting: dict[str, int] = {}  # execution id -> waiters on this loop
 
     async def _connected(self) -> Any:
-        if self._pubsub is None:
-            client = aioredis.Redis.from_url(
-                settings.REDIS_URL, socket_connect_timeout=5, socket_keepalive=True
-            )
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            # A channel of its own keeps the connection subscribed (so the reader can block)
-            # while no execution is waited for.
-            await pubsub.subscribe(completion_channel(f"idle:{os.getpid()}:{uuid.uuid4().hex}"))
-            self._pubsub = pubsub
-            self._reader = asyncio.get_running_loop().create_task(self._read(pubsub))
+        async with self._connecting:
+            if self._pubsub is None:
+                client = aioredis.Redis.from_url(
+                    settings.REDIS_URL,
+                    socket_connect_timeout=5,
+                    socket_keepalive=True,
+                    client_name=self.name,
+                )
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                # A channel of its own keeps the connection subscribed (so the reader can
+                # block) while no execution is waited for.
+                await pubsub.subscribe(completion_channel(f"idle:{self.name}"))
+                self._pubsub = pubsub
+                self._reader = asyncio.get_running_loop().create_task(self._read(pubsub))
         return self._pubsub
 
     async def _read(self, pubsub: Any) -> None:

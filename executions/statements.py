@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import psycopg
@@ -23,6 +23,8 @@ from django.db.models import Field, Model
 
 from executions.models import NODE_RUN_STATE_FIELDS, Execution, ExecutionStatus, NodeRun
 
+# Statements whose text depends on a row count (inserts) are cached up to this many shapes.
+STATEMENT_CACHE_SIZE = 256
 # PostgreSQL's wire protocol counts parameters in 16 bits.
 MAX_PARAMS_POSTGRESQL = 65_535
 Converter = Callable[[Any, Any, BaseDatabaseWrapper], Any]
@@ -48,7 +50,7 @@ def _columns(connection: BaseDatabaseWrapper, fields: Iterable[Field[Any, Any]])
     return ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
 
 
-@cache
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
 def _numbered(sql: str) -> str:
     """`%s` placeholders as PostgreSQL's own `$1, $2, ...` (our SQL has no other `%`)."""
     parts = sql.split("%s")
@@ -132,7 +134,7 @@ def _insert_names(model: type[Model]) -> tuple[str, ...]:
     )
 
 
-@cache
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)  # one entry per row count: bounded
 def _insert_sql(
     using: str, model: type[Model], names: tuple[str, ...], rows: int, update: tuple[str, ...]
 ) -> str:

@@ -153,3 +153,19 @@ def test_the_reader_keeps_reading_after_a_failed_read(monkeypatch):
         assert future.result()["execution_id"] == str(execution_id)
 
     asyncio.run(scenario())
+
+
+@needs_redis
+def test_concurrent_first_waiters_share_one_connection():
+    first, second = uuid.uuid4(), uuid.uuid4()
+    admin = redis.Redis.from_url(os.environ["REDIS_URL"])
+
+    async def scenario() -> None:
+        futures = await asyncio.gather(completions.subscribe(first), completions.subscribe(second))
+        name = completions._subscriber().name
+        assert [c["name"] for c in admin.client_list() if c["name"] == name] == [name]
+        assert (_subscribers(first), _subscribers(second)) == (1, 1)
+        for execution_id, future in zip((first, second), futures, strict=True):
+            await completions.unsubscribe(execution_id, future)
+
+    asyncio.run(scenario())
