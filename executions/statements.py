@@ -125,6 +125,7 @@ def _convert(
 # --- Inserts and upserts ----------------------------------------------------------------------
 
 
+@cache
 def _insert_names(model: type[Model]) -> tuple[str, ...]:
     """Every concrete column, less an auto-generated primary key."""
     return tuple(
@@ -231,19 +232,20 @@ def claim_execution(
     sql, names = _claim_sql(using)
     pk = _pk(Execution)
     at = Execution._meta.get_field("lease_expires_at")
+    at_now = at.get_db_prep_save(now, connection)
     running = ExecutionStatus.RUNNING
     params = [
         running,
         running,
         lease_owner,
         at.get_db_prep_save(lease_expires_at, connection),
-        at.get_db_prep_save(now, connection),
+        at_now,
         pk.get_db_prep_value(execution_id, connection),
         ExecutionStatus.QUEUED,
         ExecutionStatus.WAITING,
-        at.get_db_prep_save(now, connection),
+        at_now,
         running,
-        at.get_db_prep_save(now, connection),
+        at_now,
     ]
     rows = _execute(using, sql, params)
     if not rows:

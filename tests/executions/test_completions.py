@@ -106,10 +106,10 @@ def test_a_subscription_survives_its_connection_being_killed():
 
     async def scenario() -> None:
         future = await completions.subscribe(first)
-        # Kill exactly this loop's subscription connection, by its address as Redis sees it.
-        writer = completions._subscriber()._pubsub.connection._writer
-        host, port = writer.get_extra_info("sockname")[:2]
-        assert admin.client_kill(f"{host}:{port}")
+        # Kill exactly this loop's subscription connection, found by its client name.
+        name = completions._subscriber().name
+        (client,) = [c for c in admin.client_list() if c["name"] == name]
+        assert admin.client_kill_filter(_id=client["id"]) == 1
         await completions.unsubscribe(first, future)
         later = await completions.subscribe(second)
         await asyncio.sleep(0.2)
