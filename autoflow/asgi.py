@@ -11,11 +11,21 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402 - needs Django set
 from django.conf import settings  # noqa: E402
 
 from autoflow.body_limit import BodySizeLimit  # noqa: E402
-from autoflow.request_threads import SharedThreadsASGIHandler  # noqa: E402
+from autoflow.request_threads import (  # noqa: E402
+    RequestThreads,
+    SharedThreadsASGIHandler,
+    SharedThreadsWebSocket,
+)
 from autoflow.routing import websocket_application  # noqa: E402
 
-django_application = SharedThreadsASGIHandler(threads=settings.WEB_REQUEST_THREADS)
+request_threads = RequestThreads(settings.WEB_REQUEST_THREADS)
+django_application = SharedThreadsASGIHandler(request_threads)
 application = BodySizeLimit(
-    ProtocolTypeRouter({"http": django_application, "websocket": websocket_application()}),
+    ProtocolTypeRouter(
+        {
+            "http": django_application,
+            "websocket": SharedThreadsWebSocket(websocket_application(), request_threads),
+        }
+    ),
     max_bytes=settings.MAX_REQUEST_BYTES,
 )

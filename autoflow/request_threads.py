@@ -1,11 +1,14 @@
-"""Django's ASGI handler, with each request's sync code on one of a few long-lived threads.
+"""Each request's and each socket's sync code on one of a few long-lived threads.
 
 Django runs a request's sync code (sync views, signal receivers, the ORM behind async views)
 in a thread of the request's own, started for it and ended with it, so a database connection
 can never outlive the request: every request paid for a new PostgreSQL connection, which cost
-PostgreSQL more CPU than the request's queries. Here a request borrows the least busy of
-`WEB_REQUEST_THREADS` long-lived threads (asgiref's `ThreadSensitiveContext` with an executor
-the caller owns), and the threads keep their connections (`autoflow.kept_connections`).
+PostgreSQL more CPU than the request's queries. A WebSocket consumer's database calls
+(`database_sync_to_async`) fared no better: they ran on asgiref's one process-wide thread,
+which closed its connection after every call. Here a request, or a socket for its whole life,
+borrows the least busy of `WEB_REQUEST_THREADS` long-lived threads (asgiref's
+`ThreadSensitiveContext` with an executor the caller owns), and the threads keep their
+connections (`autoflow.kept_connections`).
 """
 
 from __future__ import annotations
@@ -51,12 +54,24 @@ class RequestThreads:
 class SharedThreadsASGIHandler(ASGIHandler):
     """`ASGIHandler` whose requests run their sync code on `RequestThreads`."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, request_threads: RequestThreads) -> None:
         super().__init__()
-        self.request_threads = RequestThreads(threads)
+        self.request_threads = request_threads
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         async with self.request_threads.context():
             await self.handle(scope, receive, send)
+
+
+class SharedThreadsWebSocket:
+    """Wrap a WebSocket application: each socket runs its sync code on `RequestThreads`."""
+
+    def __init__(self, app: Any, request_threads: RequestThreads) -> None:
+        self.app = app
+        self.request_threads = request_threads
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async with self.request_threads.context():
+            await self.app(scope, receive, send)

@@ -4,9 +4,11 @@ Production mode (one daphne, one `celery worker -P prefork -c 5`; see `bench/ser
 The load is a separate process (`bench/execute_load.py`): threads that POST
 `/api/workflows/{id}/execute` and poll `GET /api/executions/{id}` until the status is terminal
 (every 5 ms at c=1, 20 ms at c=16, so client latency is rounded up by up to one interval).
+Then the same again with each thread watching its executions on a WebSocket instead
+(`subscribe:execution` → `execution:complete`), as the product's own pages do.
 Printed: client p50/p95 (POST sent → terminal status seen), the server-side p50/p95 from the
 rows (`created_at` → `finished_at`), and executions/s at c=1 and c=16, next to the B2 ceiling
-(a no-op Celery task, same run) and the ratio to it.
+(a no-op Celery task, same run) and the ratio to it. The verdicts are on the polling runs.
 
 Targets (issue 4, set where B1 = 960 req/s and B2 = 1,430 tasks/s): p50 < 25 ms at c=1
 (x 960/B1) and at least 170 executions/s at c=16 (x B2/1430).
@@ -63,7 +65,9 @@ def graph() -> dict[str, Any]:
     }
 
 
-def _load(api: servers.Api, workflow_id: str, connections: int, seconds: float) -> dict[str, Any]:
+def _load(
+    api: servers.Api, workflow_id: str, connections: int, seconds: float, watch: str
+) -> dict[str, Any]:
     token = str(api.session.headers["Authorization"]).split(" ", 1)[1]
     completed = subprocess.run(
         [
@@ -80,6 +84,8 @@ def _load(api: servers.Api, workflow_id: str, connections: int, seconds: float) 
             str(connections),
             "--seconds",
             str(seconds),
+            "--watch",
+            watch,
             "--poll",
             str(POLL_SECONDS[connections]),
         ],
@@ -118,29 +124,32 @@ def _server_latencies(ids: list[str]) -> dict[str, float | None]:
 
 def run(base: Baselines) -> list[Figure]:
     print(f"rate limits used: {servers.RATE_LIMITS}")
-    results: dict[int, dict[str, Any]] = {}
+    results: dict[tuple[str, int], dict[str, Any]] = {}
     with servers.production() as platform:
         api = servers.Api(platform.base_url)
         workflow_id = api.workflow("engine e2e", graph())
-        for connections in (1, 16):
-            _load(api, workflow_id, connections, SETTINGS["warmup"])
-            before = platform.cpu_seconds()
-            report = _load(api, workflow_id, connections, SETTINGS["seconds"])
-            after = platform.cpu_seconds()
-            done = max(report["completed"], 1)
-            report["cpu_ms"] = {k: (after[k] - before[k]) * 1000 / done for k in before}
-            results[connections] = report
-            if report["errors"]:
-                print(f"errors, samples: {report['error_samples']}")
-            server = report["server"]
-            print(
-                f"execute → succeeded c={connections}: {report['rate']:.1f} exec/s, client p50 "
-                f"{report['p50_ms']} ms p95 {report['p95_ms']} ms, server p50 "
-                f"{server['p50_ms']} ms p95 {server['p95_ms']} ms, errors {report['errors']}, "
-                f"CPU ms/exec {json.dumps({k: round(v, 2) for k, v in report['cpu_ms'].items()})}",
-                flush=True,
-            )
-    c1, c16 = results[1], results[16]
+        for watch in ("poll", "ws"):
+            for connections in (1, 16):
+                _load(api, workflow_id, connections, SETTINGS["warmup"], watch)
+                before = platform.cpu_seconds()
+                report = _load(api, workflow_id, connections, SETTINGS["seconds"], watch)
+                after = platform.cpu_seconds()
+                done = max(report["completed"], 1)
+                report["cpu_ms"] = {k: (after[k] - before[k]) * 1000 / done for k in before}
+                results[watch, connections] = report
+                if report["errors"]:
+                    print(f"errors, samples: {report['error_samples']}")
+                server = report["server"]
+                cpu_ms = {k: round(v, 2) for k, v in report["cpu_ms"].items()}
+                print(
+                    f"execute → succeeded ({watch}) c={connections}: {report['rate']:.1f} exec/s, "
+                    f"client p50 {report['p50_ms']} ms p95 {report['p95_ms']} ms, server p50 "
+                    f"{server['p50_ms']} ms p95 {server['p95_ms']} ms, errors "
+                    f"{report['errors']}, CPU ms/exec {json.dumps(cpu_ms)}",
+                    flush=True,
+                )
+    c1, c16 = results["poll", 1], results["poll", 16]
+    ws1, ws16 = results["ws", 1], results["ws", 16]
     ceiling = base.b2_rate
     figures = [
         Figure(
@@ -168,6 +177,20 @@ def run(base: Baselines) -> list[Figure]:
             value=c1["rate"],
             unit="exec/s",
             note=f"errors {c1['errors']}",
+        ),
+        Figure(
+            name="execute→succeeded p50, c=1, watched on /ws",
+            value=ws1["p50_ms"] or 0.0,
+            unit="ms",
+            note=f"p95 {ws1['p95_ms'] or 0:.1f} ms, errors {ws1['errors']}",
+        ),
+        Figure(
+            name="execute→succeeded executions/s, c=16, watched on /ws",
+            value=ws16["rate"],
+            unit="exec/s",
+            note=f"p50 {ws16['p50_ms'] or 0:.1f} p95 {ws16['p95_ms'] or 0:.1f} ms, "
+            f"errors {ws16['errors']}, web CPU {ws16['cpu_ms'].get('web', 0):.1f} ms/exec "
+            f"(polling: {c16['cpu_ms'].get('web', 0):.1f})",
         ),
     ]
     for figure in figures:

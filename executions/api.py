@@ -232,7 +232,9 @@ class ExecutionDetailView(APIView):
         summary="Show an execution with its node runs",
     )
     def get(self, request: Request, execution_id: str) -> Response:
-        execution = selectors.execution_get_for_user(user=_user(request), execution_id=execution_id)
+        execution = selectors.execution_detail_for_user(
+            user=_user(request), execution_id=execution_id
+        )
         return Response(ExecutionOutputSerializer(execution).data)
 
     @extend_schema(

@@ -31,12 +31,21 @@ def execution_list_for_user(*, user: User) -> QuerySet[Execution]:
 
 
 def execution_get_for_user(*, user: User, execution_id: uuid.UUID | str) -> Execution:
-    """One visible execution with its node runs, else `NotFound`."""
+    """One visible execution (its row alone), else `NotFound`."""
+    # No ordering: the primary key picks one row, and `first()` would sort by `-created_at`.
+    execution = execution_list_for_user(user=user).filter(pk=execution_id).order_by().first()
+    if execution is None:
+        raise NotFound("Execution not found.")
+    return execution
+
+
+def execution_detail_for_user(*, user: User, execution_id: uuid.UUID | str) -> Execution:
+    """One visible execution with its node runs prefetched, else `NotFound`."""
     execution = (
         execution_list_for_user(user=user)
-        .select_related("workflow")
-        .prefetch_related("node_runs")
         .filter(pk=execution_id)
+        .order_by()
+        .prefetch_related("node_runs")
         .first()
     )
     if execution is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,10 +13,13 @@ import pytest
 import requests
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import connection
+from websockets.sync.client import connect
+from websockets.typing import Subprotocol
 
 from accounts.models import User
 from accounts.tokens import tokens_issue
 from autoflow.request_threads import RequestThreads
+from tests.live.conftest import make_execution, make_workflow
 from tests.servers import ServerUrl, daphne_server, database_url_from_settings
 
 THREADS = 2
@@ -73,6 +77,51 @@ def test_requests_share_a_few_kept_connections_and_survive_their_loss(
     with connection.cursor() as cursor:  # as a database restart would
         cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [kept])
     assert [listed() for _ in range(2 * THREADS)] == [200] * (2 * THREADS)
+
+
+@pytest.mark.e2e
+def test_sockets_database_calls_share_the_kept_connections(web: ServerUrl, owner: User) -> None:
+    execution = make_execution(make_workflow(owner), status="succeeded")
+    protocols = [
+        Subprotocol("autoflow.v1"),
+        Subprotocol(f"bearer.{tokens_issue(user=owner)['access']}"),
+    ]
+    with connect(web.replace("http://", "ws://", 1) + "/ws", subprotocols=protocols) as socket:
+
+        def until(kind: str) -> dict[str, Any]:
+            while True:
+                message: dict[str, Any] = json.loads(socket.recv(timeout=10))
+                assert message["type"] != "error", message
+                if message["type"] == kind:
+                    return message
+
+        def watch_once() -> None:
+            body = {"type": "subscribe:execution", "execution_id": str(execution.pk)}
+            socket.send(json.dumps(body))
+            assert until("execution:complete")["status"] == "succeeded"
+            socket.send(json.dumps({**body, "type": "unsubscribe:execution"}))
+
+        until("connected")
+        watch_once()
+        opened_before = _sessions_opened()
+        for _ in range(10):  # each one: the visibility check, the snapshot, the log read
+            watch_once()
+
+        # They ran on a request thread, on the connection it kept: no new session was opened
+        # (Django's per-call connections opened and closed at least 30). The bound leaves room
+        # for another test's servers still winding down.
+        assert _sessions_opened() - opened_before < 5
+        assert len(_daphne_backends()) <= THREADS
+
+
+def _sessions_opened() -> int:
+    """Sessions ever opened on the test database (PostgreSQL counts them, PG 14+)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_stat_clear_snapshot(), sessions FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+        return int(cursor.fetchone()[1])
 
 
 def test_a_request_takes_the_least_busy_thread_and_keeps_it() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey
@@ -91,6 +93,24 @@ def test_idempotency_key_replays_and_conflicts(owner_client, owner):
     )
     assert conflict.status_code == 409
     assert conflict.json()["error"]["code"] == "idempotency_conflict"
+
+
+def test_detail_reads_the_execution_and_its_node_runs_not_the_workflow(owner_client, owner):
+    execution = finished(
+        services.execution_start(
+            workflow=make_workflow(owner, GRAPH), trigger="manual", input={"x": 5}, user=owner
+        )[0]
+    )
+
+    with CaptureQueriesContext(connection) as captured:
+        answer = owner_client.get(f"/api/executions/{execution.pk}")
+
+    assert answer.status_code == 200
+    assert len(answer.json()["node_runs"]) == 2
+    # The caller, the execution (joined to its workflow's owner), its node runs. The workflow
+    # row, whose graph may be a mebibyte, is not read.
+    assert len(captured) == 3
+    assert not any('"workflows_workflow"."graph"' in query["sql"] for query in captured)
 
 
 def test_detail_shape_with_node_runs(owner_client, owner):
