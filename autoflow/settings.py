@@ -408,6 +408,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = (
     # kombu's virtual transports poll once a second unless told otherwise.
     else {"polling_interval": 0.01}
 )
+# kombu's Redis transport, reusing its command client (autoflow/broker.py); any other scheme
+# (sentinel://) keeps the transport kombu picks for it.
+CELERY_BROKER_TRANSPORT = (
+    "autoflow.broker:Transport" if REDIS_URL.startswith(("redis://", "rediss://")) else None
+)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_TASK_IGNORE_RESULT = True
