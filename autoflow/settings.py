@@ -159,10 +159,10 @@ elif _database["ENGINE"] in (
 ):
     _database["ENGINE"] = "django.db.backends.postgresql"
     _database["CONN_HEALTH_CHECKS"] = True
-    # 0: a connection is closed when its request (or task) ends. HTTP requests run on the
-    # long-lived threads of autoflow.request_threads and Celery tasks in pool children, which
-    # keep theirs (WORKER_DATABASE_CONN_MAX_AGE); this covers the rest (commands, WebSocket
-    # consumers' database calls), where per-thread connections could pile up.
+    # 0: a connection is closed when its request (or task) ends. HTTP requests and WebSocket
+    # consumers run on the long-lived threads of autoflow.request_threads and Celery tasks in
+    # pool children, which keep theirs (WORKER_DATABASE_CONN_MAX_AGE); this covers the rest
+    # (management commands and other short-lived threads), where connections could pile up.
     _database["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", default=0)
     _database["OPTIONS"] = {"connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", default=5)}
     # Opt-in: a request whose client disconnects mid-view never returns its pooled connection
