@@ -32,25 +32,20 @@ def execution_list_for_user(*, user: User) -> QuerySet[Execution]:
 
 def execution_get_for_user(*, user: User, execution_id: uuid.UUID | str) -> Execution:
     """One visible execution (its row alone), else `NotFound`."""
-    # No ordering: the primary key picks one row, and `first()` would sort by `-created_at`.
-    execution = execution_list_for_user(user=user).filter(pk=execution_id).order_by().first()
-    if execution is None:
-        raise NotFound("Execution not found.")
-    return execution
+    return _one_execution(execution_list_for_user(user=user), execution_id)
 
 
 def execution_detail_for_user(*, user: User, execution_id: uuid.UUID | str) -> Execution:
-    """One visible execution with its node runs prefetched, else `NotFound`."""
-    execution = (
-        execution_list_for_user(user=user)
-        .filter(pk=execution_id)
-        .order_by()
-        .prefetch_related("node_runs")
-        .first()
-    )
-    if execution is None:
-        raise NotFound("Execution not found.")
-    return execution
+    """One visible execution with its node runs, else `NotFound`."""
+    visible = execution_list_for_user(user=user).prefetch_related("node_runs")
+    return _one_execution(visible, execution_id)
+
+
+def _one_execution(queryset: QuerySet[Execution], execution_id: uuid.UUID | str) -> Execution:
+    try:
+        return queryset.get(pk=execution_id)  # `get` drops the list's ordering
+    except Execution.DoesNotExist:
+        raise NotFound("Execution not found.") from None
 
 
 def execution_logs(

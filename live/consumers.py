@@ -8,6 +8,7 @@ reads any gap (or anything held back by flow control) from the database.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import time
@@ -148,9 +149,11 @@ def _seq(message: dict[str, Any], name: str, *, required: bool) -> int:
 class SnapshotBatcher:
     """Coalesce one event loop's snapshot reads into one query at a time.
 
-    Database calls from consumers run one at a time on a single thread, so a thousand sockets
-    each polling its execution would queue a thousand queries (holding each socket's lock
-    meanwhile); reads that arrive while one query runs are answered together by the next.
+    A thousand sockets each polling its execution would queue a thousand queries on the few
+    request threads (holding each socket's lock meanwhile); reads that arrive while one query
+    runs are answered together by the next. The runner starts in a fresh context, so its
+    queries run on asgiref's process-wide thread: the socket whose read started it may close
+    before it ends, and that socket's request thread is lent to it only while it is open.
     """
 
     def __init__(self) -> None:
@@ -163,7 +166,7 @@ class SnapshotBatcher:
         )
         self._waiting.setdefault(execution_id, []).append(future)
         if self._runner is None or self._runner.done():
-            self._runner = asyncio.create_task(self._run())
+            self._runner = asyncio.create_task(self._run(), context=contextvars.Context())
         return await future
 
     async def _run(self) -> None:

@@ -10,8 +10,9 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from accounts.models import User
+from autoflow.request_threads import RequestThreads
 from live import selectors
-from live.consumers import snapshot_batched
+from live.consumers import SnapshotBatcher, snapshot_batched
 from tests.live.conftest import add_lines, make_execution, make_workflow
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -58,3 +59,27 @@ def test_concurrent_snapshot_reads_share_one_query_and_answer_each_caller(
     assert third is not None
     assert third.last_seq == 0
     assert all(result is by_id[key] for key, result in zip(ids, results, strict=True))
+
+
+def test_the_batcher_outlives_the_socket_that_started_it(owner: User) -> None:
+    # given: two executions; each socket runs on one of the request threads (autoflow.asgi)
+    workflow = make_workflow(owner)
+    first, second = make_execution(workflow), make_execution(workflow)
+    add_lines(second, 1, 3)
+    threads = RequestThreads(2)
+    batcher = SnapshotBatcher()
+
+    async def scenario() -> selectors.ExecutionSnapshot | None:
+        # when: a socket's read starts the batcher's runner, a second read queues behind it,
+        # and the first socket closes (its thread context ends) before the runner is done
+        async with threads.context():
+            started = asyncio.ensure_future(batcher.get(str(first.pk)))
+            await asyncio.sleep(0)
+        queued = asyncio.ensure_future(batcher.get(str(second.pk)))
+        assert await started is not None
+        return await queued
+
+    # then: the runner's next query still runs, and answers the second socket
+    answer = async_to_sync(scenario)()
+    assert answer is not None
+    assert answer.last_seq == 3
