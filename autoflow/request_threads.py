@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext
-from django.core.handlers.asgi import ASGIHandler
 
 from autoflow.kept_connections import keep_connections_in_this_thread
 
@@ -51,27 +50,18 @@ class RequestThreads:
             self._requests[index] -= 1
 
 
-class SharedThreadsASGIHandler(ASGIHandler):
-    """`ASGIHandler` whose requests run their sync code on `RequestThreads`."""
+class OnRequestThreads:
+    """Wrap an ASGI application: each request, or each socket, runs its sync code on `threads`.
 
-    def __init__(self, request_threads: RequestThreads) -> None:
-        super().__init__()
-        self.request_threads = request_threads
+    Django's `ASGIHandler` opens a `ThreadSensitiveContext` of its own for each request; inside
+    this one, which names an executor, that context changes nothing (asgiref lets only the
+    outermost context choose the thread).
+    """
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
-        async with self.request_threads.context():
-            await self.handle(scope, receive, send)
-
-
-class SharedThreadsWebSocket:
-    """Wrap a WebSocket application: each socket runs its sync code on `RequestThreads`."""
-
-    def __init__(self, app: Any, request_threads: RequestThreads) -> None:
+    def __init__(self, app: Any, threads: RequestThreads) -> None:
         self.app = app
-        self.request_threads = request_threads
+        self.threads = threads
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        async with self.request_threads.context():
+        async with self.threads.context():
             await self.app(scope, receive, send)

@@ -10,9 +10,10 @@ until `--seconds` pass. It waits in one of two ways, as a client of the product 
   `execution:complete` (SPEC.md sends it at once for an execution already finished), then
   `unsubscribe:execution`;
 - `poll`: `GET /api/executions/{id}` every `--poll` seconds.
-Prints one line
-`EXECJSON {...}`: completed, errors, elapsed seconds, p50/p95 latency (POST sent → terminal
-status seen) and the execution ids, so the caller can read the server-side times too.
+
+Prints one line `EXECJSON {...}`: completed, errors, elapsed seconds, p50/p95 latency (POST
+sent → terminal status seen) and the execution ids, so the caller can read the server-side
+times too.
 """
 
 from __future__ import annotations
