@@ -13,10 +13,14 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import Token
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from accounts.models import ApiKey, User
 from accounts.tokens import access_token_decode, token_user_id
 from autoflow.exceptions import TokenInvalid
+from autoflow.statements import get_one
 
 API_KEY_PREFIX = "af_"
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -57,7 +61,7 @@ def user_from_access_token(raw_token: str) -> tuple[User, Any]:
     """Return the active user an access JWT names and the decoded token."""
     token = access_token_decode(raw_token)
     user_id = token_user_id(token)
-    user = User.objects.filter(pk=user_id).first() if user_id else None
+    user = get_one(User, "pk", user_id) if user_id else None
     if user is None or not user.is_active:
         raise TokenInvalid("The token's user is inactive or gone.")
     return user, token
@@ -73,6 +77,26 @@ class JwtAuthentication(JWTAuthentication):
             raise TokenInvalid(
                 "The access token is invalid, expired or of the wrong type."
             ) from error
+
+    def get_user(self, validated_token: Token) -> User:  # type: ignore[override]  # simplejwt: a TypeVar
+        """simplejwt's checks, on a user read by a precompiled statement.
+
+        Every API request reads its user; through the ORM, compiling that one query cost
+        about 9 % of the web process's CPU under load.
+        """
+        user_id = validated_token.get(jwt_settings.USER_ID_CLAIM)
+        user = get_one(User, "pk", user_id) if user_id is not None else None
+        if user is None:
+            raise AuthenticationFailed("User not found", code="user_not_found")
+        if jwt_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
+            raise AuthenticationFailed("User is inactive", code="user_inactive")
+        if jwt_settings.CHECK_REVOKE_TOKEN and validated_token.get(
+            jwt_settings.REVOKE_TOKEN_CLAIM
+        ) != get_md5_hash_password(user.password):
+            raise AuthenticationFailed(
+                "The user's password has been changed.", code="password_changed"
+            )
+        return user
 
 
 class ApiKeyAuthentication(BaseAuthentication):

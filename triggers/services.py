@@ -18,7 +18,7 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from autoflow.exceptions import InvalidState
-from executions import statements
+from autoflow.statements import insert_objects
 from executions.models import Execution, ExecutionTrigger
 from executions.services import execution_start
 from nodes.builtin.trigger import TriggerParams
@@ -64,7 +64,7 @@ def webhook_call_record(
     call = WebhookCall(
         workflow_id=workflow_id, method=method[:10], status=status, execution_id=execution_id
     )
-    statements.insert_objects([call])  # one per call: skip the ORM's per-call compile
+    insert_objects([call])  # one per call: skip the ORM's per-call compile
 
 
 def schedule_task_name(workflow_id: uuid.UUID | str) -> str:

@@ -35,6 +35,7 @@ from autoflow.exceptions import (
     translate_exception,
 )
 from autoflow.ratelimit import check_rate
+from autoflow.statements import get_one
 from executions import completions
 from executions.models import TERMINAL_STATUSES, Execution, ExecutionStatus, ExecutionTrigger
 from executions.services import execution_start
@@ -135,8 +136,7 @@ def _subscribe(waiter: Waiter, execution_id: uuid.UUID) -> None:
 def _accept(request: HttpRequest, token: str, waiter: Waiter, planned_id: uuid.UUID) -> Accepted:
     """Run every check in SPEC order, start the execution, record the call (one thread hop)."""
     method = request.method or "GET"
-    # Tokens are unique: no ordering to compile and sort by (`first()` would add one).
-    workflow = next(iter(Workflow.objects.filter(webhook_token=token).order_by()[:1]), None)
+    workflow = get_one(Workflow, "webhook_token", token)  # unique; compiled once
     if workflow is None:
         raise NotFound("No webhook has this URL.")
     status = 500

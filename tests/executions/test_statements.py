@@ -10,6 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from autoflow.statements import insert_objects
 from executions import services, statements
 from executions.models import Execution, ExecutionLog, NodeRun
 from tests.executions.conftest import make_graph, make_workflow
@@ -34,7 +35,7 @@ def test_insert_objects_writes_rows_the_orm_reads_back_unchanged(owner):
         ExecutionLog(execution_id=execution.pk, seq=10 + i, ts=now, message=f"m{i}", data=data)
         for i, data in enumerate([{"k": [1, "two"]}, None, "text"])
     ]
-    statements.insert_objects(lines)
+    insert_objects(lines)
     stored = list(ExecutionLog.objects.filter(seq__gte=10).values_list("seq", "message", "data"))
     assert stored == [(10, "m0", {"k": [1, "two"]}), (11, "m1", None), (12, "m2", "text")]
     assert ExecutionLog.objects.get(seq=10).ts == now
@@ -57,7 +58,7 @@ def test_insert_objects_with_update_fields_overwrites_only_those_columns(owner):
             output={"value": "b"},
         )
     ]
-    statements.insert_objects(changed, update_fields=("status", "finished_at", "output"))
+    insert_objects(changed, update_fields=("status", "finished_at", "output"))
     rows = list(
         NodeRun.objects.filter(execution=execution).values_list(
             "node_id", "position", "status", "output", "finished_at"
@@ -75,7 +76,7 @@ def test_insert_objects_splits_what_exceeds_the_parameter_limit(owner, monkeypat
     monkeypatch.setattr(connection.ops, "bulk_batch_size", lambda fields, objs: 2)
     lines = [ExecutionLog(execution_id=execution.pk, seq=20 + i, message="m") for i in range(5)]
     with CaptureQueriesContext(connection) as queries:
-        statements.insert_objects(lines)
+        insert_objects(lines)
     assert len([q for q in queries if "INSERT" in q["sql"]]) == 3
     assert ExecutionLog.objects.filter(seq__gte=20).count() == 5
 

@@ -1,0 +1,103 @@
+"""Precompiled single-row reads: the same instance the ORM reads, without the ORM's compile."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.db.models import Model
+from django.db.models.sql.compiler import SQLCompiler
+from django.test import RequestFactory
+from rest_framework.request import Request
+
+from accounts.authentication import JwtAuthentication
+from accounts.models import User
+from accounts.tokens import tokens_issue
+from autoflow.exceptions import TokenInvalid
+from autoflow.statements import get_one
+from tests.executions.conftest import make_graph, make_workflow
+from workflows.models import Workflow
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def orm_compiles() -> Iterator[list[str]]:
+    """Every SQL text the ORM compiles meanwhile."""
+    compiled: list[str] = []
+    real = SQLCompiler.as_sql
+
+    def counting(self: SQLCompiler, *args: Any, **kwargs: Any) -> Any:
+        result = real(self, *args, **kwargs)
+        compiled.append(result[0])
+        return result
+
+    with mock.patch.object(SQLCompiler, "as_sql", counting):
+        yield compiled
+
+
+def _values(instance: Model) -> dict[str, Any]:
+    return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}
+
+
+def test_get_one_reads_the_row_the_orm_reads(owner):
+    workflow = make_workflow(
+        owner, make_graph([{"id": "a", "type": "test_emit", "params": {}}], [("t", "a")])
+    )
+    Workflow.objects.filter(pk=workflow.pk).update(webhook_token="tok-1", tags=["x", "y"])
+    expected = _values(Workflow.objects.get(pk=workflow.pk))
+
+    by_pk = get_one(Workflow, "pk", workflow.pk)
+    by_text_pk = get_one(Workflow, "pk", str(workflow.pk))
+    by_token = get_one(Workflow, "webhook_token", "tok-1")
+
+    for found in (by_pk, by_text_pk, by_token):
+        assert found is not None
+        assert _values(found) == expected
+        assert not found._state.adding
+    assert isinstance(expected["graph"], dict)  # JSON decoded, not text
+    user = get_one(User, "pk", owner.pk)
+    assert user is not None
+    assert _values(user) == _values(User.objects.get(pk=owner.pk))
+
+
+def test_get_one_finds_nothing_for_a_missing_or_malformed_key(owner):
+    make_workflow(owner, make_graph([], []))
+    assert get_one(Workflow, "pk", uuid.uuid4()) is None
+    assert get_one(Workflow, "pk", "not-a-uuid") is None
+    assert get_one(Workflow, "webhook_token", "no-such-token") is None
+
+
+def test_get_one_compiles_nothing_through_the_orm(owner, orm_compiles):
+    for _ in range(3):
+        assert get_one(User, "pk", owner.pk) is not None
+    assert orm_compiles == []
+
+
+def _bearer(token: str) -> Request:
+    return Request(RequestFactory().get("/api/auth/me", HTTP_AUTHORIZATION=f"Bearer {token}"))
+
+
+def test_a_request_reads_its_user_without_the_orm(owner, orm_compiles):
+    access = tokens_issue(user=owner)["access"]
+    user, _ = JwtAuthentication().authenticate(_bearer(access))  # type: ignore[misc]
+    assert user.pk == owner.pk
+    assert user.email == owner.email
+    assert orm_compiles == []
+
+
+def test_a_user_deactivated_in_the_database_is_refused_at_once(owner):
+    access = tokens_issue(user=owner)["access"]
+    User.objects.filter(pk=owner.pk).update(is_active=False)
+    with pytest.raises(TokenInvalid):
+        JwtAuthentication().authenticate(_bearer(access))
+
+
+def test_a_deleted_user_is_refused(owner):
+    access = tokens_issue(user=owner)["access"]
+    User.objects.filter(pk=owner.pk).delete()
+    with pytest.raises(TokenInvalid):
+        JwtAuthentication().authenticate(_bearer(access))
