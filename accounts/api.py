@@ -20,9 +20,10 @@ from accounts.tokens import refresh_token_decode, refresh_token_revoke, tokens_r
 from autoflow.exceptions import TokenInvalid
 from autoflow.ratelimit import check_rate, client_ip
 from autoflow.schema import error_responses
+from autoflow.serializers import BuiltOnceModelSerializer
 
 
-class UserOutputSerializer(serializers.ModelSerializer[User]):
+class UserOutputSerializer(BuiltOnceModelSerializer[User]):
     role = serializers.CharField(read_only=True)
 
     class Meta:
@@ -198,13 +199,13 @@ class PasswordView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ApiKeyOutputSerializer(serializers.ModelSerializer[ApiKey]):
+class ApiKeyOutputSerializer(BuiltOnceModelSerializer[ApiKey]):
     class Meta:
         model = ApiKey
         fields = ("id", "name", "prefix", "scopes", "expires_at", "last_used_at", "created_at")
 
 
-class ApiKeyCreatedSerializer(serializers.ModelSerializer[ApiKey]):
+class ApiKeyCreatedSerializer(BuiltOnceModelSerializer[ApiKey]):
     key = serializers.SerializerMethodField()
 
     class Meta:

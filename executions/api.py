@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from accounts.models import User
 from autoflow.exceptions import ValidationFailed
 from autoflow.schema import error_responses
+from autoflow.serializers import BuiltOnceModelSerializer
 from executions import selectors, services
 from executions.models import Execution, ExecutionStatus, ExecutionTrigger, NodeRun
 from workflows.selectors import workflow_get_for_user, workflow_get_for_write
@@ -29,7 +30,7 @@ def _user(request: Request) -> User:
     return cast(User, request.user)
 
 
-class NodeRunOutputSerializer(serializers.ModelSerializer[NodeRun]):
+class NodeRunOutputSerializer(BuiltOnceModelSerializer[NodeRun]):
     class Meta:
         model = NodeRun
         fields = (
@@ -45,7 +46,7 @@ class NodeRunOutputSerializer(serializers.ModelSerializer[NodeRun]):
         )
 
 
-class ExecutionOutputSerializer(serializers.ModelSerializer[Execution]):
+class ExecutionOutputSerializer(BuiltOnceModelSerializer[Execution]):
     node_runs = NodeRunOutputSerializer(many=True, read_only=True)
 
     class Meta:

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from accounts.models import User
 from autoflow.exceptions import ValidationFailed, VersionRequired
 from autoflow.schema import error_responses
+from autoflow.serializers import BuiltOnceModelSerializer
 from workflows import credentials as credential_services
 from workflows import selectors, services
 from workflows.models import Credential, CredentialType, Workflow, WorkflowVersion
@@ -51,7 +52,7 @@ class OwnerSerializer(serializers.Serializer[Any]):
 # --- Credentials ----------------------------------------------------------------------------
 
 
-class CredentialOutputSerializer(serializers.ModelSerializer[Credential]):
+class CredentialOutputSerializer(BuiltOnceModelSerializer[Credential]):
     data = serializers.SerializerMethodField()  # type: ignore[assignment]
 
     class Meta:
@@ -170,7 +171,7 @@ class GraphField(serializers.JSONField):
         return value
 
 
-class WorkflowOutputSerializer(serializers.ModelSerializer[Workflow]):
+class WorkflowOutputSerializer(BuiltOnceModelSerializer[Workflow]):
     owner = OwnerSerializer()
 
     class Meta:
@@ -403,7 +404,7 @@ class VersionCreatorSerializer(serializers.Serializer[Any]):
     name = serializers.CharField()
 
 
-class WorkflowVersionOutputSerializer(serializers.ModelSerializer[WorkflowVersion]):
+class WorkflowVersionOutputSerializer(BuiltOnceModelSerializer[WorkflowVersion]):
     created_by = VersionCreatorSerializer(allow_null=True)
 
     class Meta:
