@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext
@@ -25,6 +26,8 @@ from autoflow.kept_connections import keep_connections_in_this_thread
 
 class RequestThreads:
     """A fixed set of single-thread executors; each request takes the least busy one."""
+
+    current: ContextVar[RequestThreads | None] = ContextVar("request_threads", default=None)
 
     def __init__(self, count: int) -> None:
         self._executors = [
@@ -43,10 +46,13 @@ class RequestThreads:
         """Route the thread-sensitive calls made inside to one executor's thread."""
         index = min(range(len(self._requests)), key=self._requests.__getitem__)
         self._requests[index] += 1
+        # Work the request starts beyond its own life (a shared batch) borrows from the same set.
+        current = RequestThreads.current.set(self)
         try:
             async with ThreadSensitiveContext(executor=self._executors[index]):
                 yield
         finally:
+            RequestThreads.current.reset(current)
             self._requests[index] -= 1
 
 

@@ -8,6 +8,7 @@ reads any gap (or anything held back by flow control) from the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import logging
@@ -27,6 +28,7 @@ from django.db import DatabaseError
 from accounts.authentication import api_key_authenticate, user_from_access_token
 from accounts.models import ApiKey, ApiScope, User
 from autoflow.exceptions import NotFound, TokenInvalid
+from autoflow.request_threads import RequestThreads
 from executions.events import unbatched
 from executions.selectors import execution_get_for_user
 from live import selectors
@@ -151,9 +153,10 @@ class SnapshotBatcher:
 
     A thousand sockets each polling its execution would queue a thousand queries on the few
     request threads (holding each socket's lock meanwhile); reads that arrive while one query
-    runs are answered together by the next. The runner starts in a fresh context, so its
-    queries run on asgiref's process-wide thread: the socket whose read started it may close
-    before it ends, and that socket's request thread is lent to it only while it is open.
+    runs are answered together by the next. The runner starts in a fresh context (the socket
+    whose read started it may close before it ends, and that socket's request thread is lent
+    to it only while it is open) and borrows a request thread for each query, as a request
+    does: on asgiref's process-wide thread every query opened a database connection.
     """
 
     def __init__(self) -> None:
@@ -166,16 +169,18 @@ class SnapshotBatcher:
         )
         self._waiting.setdefault(execution_id, []).append(future)
         if self._runner is None or self._runner.done():
-            self._runner = asyncio.create_task(self._run(), context=contextvars.Context())
+            threads = RequestThreads.current.get()
+            self._runner = asyncio.create_task(self._run(threads), context=contextvars.Context())
         return await future
 
-    async def _run(self) -> None:
+    async def _run(self, threads: RequestThreads | None) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting, {}
             try:
-                found = await database_sync_to_async(selectors.execution_snapshots)(
-                    execution_ids=list(batch)
-                )
+                async with threads.context() if threads else contextlib.nullcontext():
+                    found = await database_sync_to_async(selectors.execution_snapshots)(
+                        execution_ids=list(batch)
+                    )
             except Exception as error:  # each waiting socket handles it as its own read would
                 for futures in batch.values():
                     for future in futures:

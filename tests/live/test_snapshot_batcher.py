@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from typing import Any
 
@@ -83,3 +84,37 @@ def test_the_batcher_outlives_the_socket_that_started_it(owner: User) -> None:
     answer = async_to_sync(scenario)()
     assert answer is not None
     assert answer.last_seq == 3
+
+
+def test_the_batchers_queries_run_on_the_request_threads(
+    owner: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: the batcher's query records the thread it runs on
+    workflow = make_workflow(owner)
+    first, second = make_execution(workflow), make_execution(workflow)
+    threads = RequestThreads(2)
+    batcher = SnapshotBatcher()
+    ran_on: list[str] = []
+    real = selectors.execution_snapshots
+
+    def recorded(*, execution_ids: list[str]) -> dict[str, Any]:
+        ran_on.append(threading.current_thread().name)
+        return real(execution_ids=execution_ids)
+
+    monkeypatch.setattr(selectors, "execution_snapshots", recorded)
+
+    async def scenario() -> None:
+        # when: a socket's read starts the runner, and a second read is queued after the
+        # socket's own context has ended
+        async with threads.context():
+            started = asyncio.ensure_future(batcher.get(str(first.pk)))
+            await asyncio.sleep(0)
+        queued = asyncio.ensure_future(batcher.get(str(second.pk)))
+        await asyncio.gather(started, queued)
+
+    async_to_sync(scenario)()
+
+    # then: both queries ran on a kept request thread (keeping its database connection), not
+    # on asgiref's process-wide thread, which opened and closed a connection for each
+    assert len(ran_on) == 2
+    assert all(name.startswith("autoflow-request-") for name in ran_on)
