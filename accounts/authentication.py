@@ -85,7 +85,7 @@ class JwtAuthentication(JWTAuthentication):
         about 9 % of the web process's CPU under load.
         """
         user_id = validated_token.get(jwt_settings.USER_ID_CLAIM)
-        user = get_one(User, "pk", user_id) if user_id is not None else None
+        user = get_one(User, jwt_settings.USER_ID_FIELD, user_id) if user_id is not None else None
         if user is None:
             raise AuthenticationFailed("User not found", code="user_not_found")
         if jwt_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
