@@ -203,7 +203,10 @@ def _lookup_field(model: type[Model], name: str) -> Field[Any, Any]:
 def _get_one_sql(using: str, model: type[Model], field_name: str) -> tuple[str, tuple[str, ...]]:
     connection = connection_for(using)
     fields = list(model._meta.concrete_fields)
-    column = _lookup_field(model, field_name).column
+    key = _lookup_field(model, field_name)
+    if not (key.primary_key or key.unique):
+        raise TypeError(f"{model.__name__}.{field_name} is not unique: get_one reads one row")
+    column = key.column
     sql = (
         f"SELECT {columns_sql(connection, fields)} "  # noqa: S608
         f"FROM {connection.ops.quote_name(model._meta.db_table)} "

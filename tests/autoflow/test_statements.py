@@ -71,6 +71,11 @@ def test_get_one_finds_nothing_for_a_missing_or_malformed_key(owner):
     assert get_one(Workflow, "webhook_token", "no-such-token") is None
 
 
+def test_get_one_refuses_a_field_that_is_not_unique():
+    with pytest.raises(TypeError, match="not unique"):
+        get_one(Workflow, "name", "anything")
+
+
 def test_get_one_compiles_nothing_through_the_orm(owner, orm_compiles):
     for _ in range(3):
         assert get_one(User, "pk", owner.pk) is not None
