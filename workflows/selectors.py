@@ -26,13 +26,11 @@ def workflow_list_for_user(*, user: User) -> QuerySet[Workflow]:
 def workflow_get_for_user(*, user: User, workflow_id: uuid.UUID | str) -> Workflow:
     """One workflow the caller may see, else `NotFound` (never a 403 that confirms it exists).
 
-    The rule of `workflow_list_for_user`, checked on the row: run on every execute, the
-    ORM's compile of that query (with its join) cost more than reading the row.
+    The rule of `workflow_list_for_user`, checked on the row: this runs on every execute, and
+    compiling that query (with its join) through the ORM was most of the lookup's cost.
     """
     workflow = get_one(Workflow, "pk", workflow_id)
-    if workflow is None or not (
-        user.is_staff or workflow.is_public or workflow.owner_id == user.pk
-    ):
+    if workflow is None or not workflow_can_read(user=user, workflow=workflow):
         raise NotFound("Workflow not found.")
     if workflow.owner_id == user.pk:
         workflow.owner = user  # the caller's own: no query when the owner is read
