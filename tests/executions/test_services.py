@@ -409,3 +409,28 @@ def test_deleting_a_workflow_deletes_its_executions(owner):
     workflow.delete()
     assert not Workflow.objects.filter(pk=workflow.pk).exists()
     assert not Execution.objects.filter(pk=execution.pk).exists()
+
+
+def test_the_run_task_is_published_with_its_arguments_written_out_not_saferepr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from celery.app import amqp
+    from celery.signals import before_task_publish
+
+    def refuse(*args: object, **kwargs: object) -> str:
+        raise AssertionError("saferepr is not called for a run task")
+
+    monkeypatch.setattr(amqp, "saferepr", refuse)
+    published: list[dict] = []
+
+    def remember(headers: dict, **kwargs: object) -> None:
+        published.append(headers)
+
+    before_task_publish.connect(remember, weak=False)
+    try:
+        assert services._enqueue_now("7d3c2f0e-0000-4000-8000-000000000001") is True
+    finally:
+        before_task_publish.disconnect(remember)
+    assert [(h["task"], h["argsrepr"], h["kwargsrepr"]) for h in published] == [
+        ("executions.tasks.run_execution_task", "('7d3c2f0e-0000-4000-8000-000000000001',)", "{}")
+    ]
