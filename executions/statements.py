@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
+from django.core.exceptions import ValidationError
+
 from autoflow.statements import (
     columns_sql,
     connection_for,
@@ -21,6 +23,7 @@ from autoflow.statements import (
     pk_of,
 )
 from executions.models import NODE_RUN_STATE_FIELDS, Execution, ExecutionStatus, NodeRun
+from workflows.models import Workflow
 
 # --- The execution row ------------------------------------------------------------------------
 
@@ -131,22 +134,75 @@ def update_execution(
 # --- Node runs --------------------------------------------------------------------------------
 
 NODE_RUN_READ = ("id", "node_id", "type", *NODE_RUN_STATE_FIELDS)
+NODE_RUN_ALL = tuple(field.attname for field in NodeRun._meta.concrete_fields)
 
 
 @cache
-def _node_runs_sql(using: str) -> str:
+def _node_runs_sql(using: str, names: tuple[str, ...]) -> str:
     connection = connection_for(using)
     quote = connection.ops.quote_name
     return (
-        f"SELECT {columns_sql(connection, fields_of(NodeRun, NODE_RUN_READ))} "  # noqa: S608
+        f"SELECT {columns_sql(connection, fields_of(NodeRun, names))} "  # noqa: S608
         f"FROM {quote(NodeRun._meta.db_table)} WHERE execution_id = %s ORDER BY position"
     )
 
 
-def node_runs_of(execution_id: object, *, using: str = "default") -> list[dict[str, Any]]:
-    """An execution's node runs in graph order, as dicts of `NODE_RUN_READ`."""
+def _node_run_rows(execution_id: object, names: tuple[str, ...], using: str) -> list[list[Any]]:
     connection = connection_for(using)
     pk = pk_of(Execution)
-    rows = execute(using, _node_runs_sql(using), [pk.get_db_prep_value(execution_id, connection)])
-    converted = convert_rows(using, NodeRun, NODE_RUN_READ, rows or [])
-    return [dict(zip(NODE_RUN_READ, row, strict=True)) for row in converted]
+    sql = _node_runs_sql(using, names)
+    rows = execute(using, sql, [pk.get_db_prep_value(execution_id, connection)])
+    return convert_rows(using, NodeRun, names, rows or [])
+
+
+def node_runs_of(execution_id: object, *, using: str = "default") -> list[dict[str, Any]]:
+    """An execution's node runs in graph order, as dicts of `NODE_RUN_READ`."""
+    rows = _node_run_rows(execution_id, NODE_RUN_READ, using)
+    return [dict(zip(NODE_RUN_READ, row, strict=True)) for row in rows]
+
+
+def node_run_models_of(execution_id: object, *, using: str = "default") -> list[NodeRun]:
+    """An execution's node runs in graph order, as whole `NodeRun` instances."""
+    rows = _node_run_rows(execution_id, NODE_RUN_ALL, using)
+    return [NodeRun.from_db(using, list(NODE_RUN_ALL), row) for row in rows]
+
+
+# --- Reading a run for the API ----------------------------------------------------------------
+
+EXECUTION_ALL = tuple(field.attname for field in Execution._meta.concrete_fields)
+
+
+@cache
+def _execution_and_owner_sql(using: str) -> str:
+    connection = connection_for(using)
+    quote = connection.ops.quote_name
+    execution_table = quote(Execution._meta.db_table)
+    workflow_table = quote(Workflow._meta.db_table)
+    return (
+        f"SELECT {columns_sql(connection, Execution._meta.concrete_fields)}, "  # noqa: S608
+        f"(SELECT {quote('owner_id')} FROM {workflow_table} "
+        f"WHERE {workflow_table}.{quote('id')} = {execution_table}.{quote('workflow_id')}) "
+        f"FROM {execution_table} WHERE {quote('id')} = %s"
+    )
+
+
+def execution_and_owner(
+    execution_id: object, *, using: str = "default"
+) -> tuple[Execution, Any] | None:
+    """An execution and its workflow's owner id in one statement; None when there is none.
+
+    A malformed id (not a UUID) finds nothing, as `autoflow.statements.get_one`.
+    """
+    connection = connection_for(using)
+    pk = pk_of(Execution)
+    try:
+        prepared = pk.get_db_prep_value(pk.to_python(execution_id), connection)
+    except ValidationError:
+        return None
+    rows = execute(using, _execution_and_owner_sql(using), [prepared])
+    if not rows:
+        return None
+    *values, owner_id = rows[0]
+    converted = convert_rows(using, Execution, EXECUTION_ALL, [values])[0]
+    [[owner]] = convert_rows(using, Workflow, ("owner_id",), [[owner_id]])
+    return Execution.from_db(using, list(EXECUTION_ALL), converted), owner

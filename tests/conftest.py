@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import psycopg
 import pytest
 import redis
 from django.core.cache import cache
+from django.db.models.sql.compiler import SQLCompiler
 from rest_framework.test import APIClient
 
 from accounts.models import User
@@ -126,6 +128,21 @@ def outsider_client(outsider: User) -> APIClient:
 @pytest.fixture
 def admin_client_api(admin_user: User) -> APIClient:
     return client_for(admin_user)
+
+
+@pytest.fixture
+def orm_compiles() -> Iterator[list[str]]:
+    """Every SQL text the ORM compiles meanwhile."""
+    compiled: list[str] = []
+    real = SQLCompiler.as_sql
+
+    def counting(self: SQLCompiler, *args: Any, **kwargs: Any) -> Any:
+        result = real(self, *args, **kwargs)
+        compiled.append(result[0])
+        return result
+
+    with mock.patch.object(SQLCompiler, "as_sql", counting):
+        yield compiled
 
 
 @pytest.fixture

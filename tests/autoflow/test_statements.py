@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
-from unittest import mock
 
 import pytest
 from django.db.models import Model
-from django.db.models.sql.compiler import SQLCompiler
 from django.test import RequestFactory
 from rest_framework.request import Request
 
@@ -22,21 +19,6 @@ from tests.executions.conftest import make_graph, make_workflow
 from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def orm_compiles() -> Iterator[list[str]]:
-    """Every SQL text the ORM compiles meanwhile."""
-    compiled: list[str] = []
-    real = SQLCompiler.as_sql
-
-    def counting(self: SQLCompiler, *args: Any, **kwargs: Any) -> Any:
-        result = real(self, *args, **kwargs)
-        compiled.append(result[0])
-        return result
-
-    with mock.patch.object(SQLCompiler, "as_sql", counting):
-        yield compiled
 
 
 def _values(instance: Model) -> dict[str, Any]:

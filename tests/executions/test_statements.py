@@ -152,3 +152,31 @@ def test_node_runs_of_lists_the_runs_in_graph_order_with_their_values(owner):
     assert (last["output"], last["cached"], last["status"]) == ({"v": [1]}, True, "pending")
     assert last["id"] == NodeRun.objects.get(execution=execution, node_id="a").pk
     assert statements.node_runs_of(Execution().pk) == []
+
+
+def _values(instance: object) -> dict:
+    return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}  # type: ignore[attr-defined]
+
+
+def test_execution_and_owner_reads_the_row_the_orm_reads_and_its_workflows_owner(owner):
+    execution = queued(owner, "a")
+    Execution.objects.filter(pk=execution.pk).update(
+        status="failed", error={"code": "x", "message": "é"}, duration_ms=7
+    )
+    found = statements.execution_and_owner(str(execution.pk))
+    assert found is not None
+    row, owner_id = found
+    assert _values(row) == _values(Execution.objects.get(pk=execution.pk))
+    assert owner_id == owner.pk
+    assert statements.execution_and_owner(Execution().pk) is None
+    assert statements.execution_and_owner("not-a-uuid") is None
+
+
+def test_node_run_models_of_are_the_orms_instances_in_graph_order(owner):
+    execution = queued(owner, "b", "a")
+    NodeRun.objects.filter(execution=execution, node_id="a").update(output={"v": [1]}, cached=True)
+    runs = statements.node_run_models_of(execution.pk)
+    expected = NodeRun.objects.filter(execution=execution).order_by("position")
+    assert [_values(run) for run in runs] == [_values(run) for run in expected]
+    assert [run.node_id for run in runs] == ["t", "b", "a"]
+    assert statements.node_run_models_of(Execution().pk) == []
