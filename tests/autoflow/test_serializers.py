@@ -58,8 +58,12 @@ def test_fields_are_built_once_per_class_and_copied_per_instance():
 def test_copies_are_bound_to_their_own_instance_down_to_a_nested_lists_child():
     first = ExecutionOutputSerializer(context={"who": "first"})
     second = ExecutionOutputSerializer(context={"who": "second"})
-    first_child = first.fields["node_runs"].child
-    second_child = second.fields["node_runs"].child
+    first_runs, second_runs = first.fields["node_runs"], second.fields["node_runs"]
+    assert isinstance(first_runs, serializers.ListSerializer)
+    assert isinstance(second_runs, serializers.ListSerializer)
+    first_child, second_child = first_runs.child, second_runs.child
+    assert isinstance(first_child, serializers.Serializer)
+    assert isinstance(second_child, serializers.Serializer)
     assert first_child is not second_child
     assert first_child.root is first
     assert second_child.root is second
