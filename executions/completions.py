@@ -1,17 +1,18 @@
 """Executions' ends, heard in the process that waits for them (a webhook answering on completion).
 
-A waiter gets a future from `subscribe()` and gives it back with `unsubscribe()`. Futures live
-in `events.local_waiters`, and two things resolve them:
+A waiter gets a future and a channel name from `subscribe()`, names that channel as the run's
+`notify_channel` when it starts the run, and gives the future back with `unsubscribe()`.
+Futures live in `events.local_waiters`, and two things resolve them:
 
 - the embedded default runs the worker in this process: its event publisher resolves them;
-- with Redis, the worker PUBLISHes each end once on `autoflow:completion:<execution id>`
-  (`events`), and each web process keeps one pub/sub connection per event loop,
-  subscribed to exactly the executions it waits for, whose reader resolves them.
+- with Redis, each web process keeps one pub/sub connection per event loop, subscribed once to
+  a channel of its own; the worker PUBLISHes a run's end on the run's `notify_channel`
+  (`events`), and the connection's reader resolves the futures waiting for it.
 
-This replaced a channel-layer channel per waiting request (a new channel, a group join and
-leave, a blocking pop with its backup key), which profiled at about 7 % of the web process's
-CPU per W1 call. A lost message or a down Redis only delays an answer: waiters re-check the
-database as well (`triggers.webhooks`).
+Before, each waiter subscribed to a channel per execution and unsubscribed after: two Redis
+round trips per webhook call (~6 % of the web process's CPU under the W1 load). Before that, a
+channel-layer channel per waiting request cost ~7 %. A lost message or a down Redis only
+delays an answer: waiters re-check the database as well (`triggers.webhooks`).
 """
 
 from __future__ import annotations
@@ -35,31 +36,36 @@ RECONNECT_PAUSE_SECONDS = 1.0
 
 
 class _Subscriber:
-    """One pub/sub connection on one event loop, subscribed to the executions waited for."""
+    """One pub/sub connection on one event loop, subscribed to this loop's own channel."""
 
     def __init__(self) -> None:
         self.name = f"autoflow-completions-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.channel_name = completion_channel(self.name)
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._connecting = asyncio.Lock()  # concurrent first waiters share one connection
-        self._waiting: dict[str, int] = {}  # execution id -> waiters on this loop
 
-    async def _connected(self) -> Any:
-        async with self._connecting:
-            if self._pubsub is None:
-                client = aioredis.Redis.from_url(
-                    settings.REDIS_URL,
-                    socket_connect_timeout=5,
-                    socket_keepalive=True,
-                    client_name=self.name,
-                )
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
-                # A channel of its own keeps the connection subscribed (so the reader can
-                # block) while no execution is waited for.
-                await pubsub.subscribe(completion_channel(f"idle:{self.name}"))
-                self._pubsub = pubsub
-                self._reader = asyncio.get_running_loop().create_task(self._read(pubsub))
-        return self._pubsub
+    async def channel(self) -> str:
+        """This loop's channel, once subscribed; "" while Redis cannot be reached."""
+        if self._pubsub is not None:
+            return self.channel_name
+        try:
+            async with self._connecting:
+                if self._pubsub is None:
+                    client = aioredis.Redis.from_url(
+                        settings.REDIS_URL,
+                        socket_connect_timeout=5,
+                        socket_keepalive=True,
+                        client_name=self.name,
+                    )
+                    pubsub = client.pubsub(ignore_subscribe_messages=True)
+                    await pubsub.subscribe(self.channel_name)
+                    self._pubsub = pubsub
+                    self._reader = asyncio.get_running_loop().create_task(self._read(pubsub))
+        except Exception:  # a down Redis: the database re-check still answers
+            logger.warning("could not subscribe to completions", exc_info=True)
+            return ""
+        return self.channel_name
 
     async def _read(self, pubsub: Any) -> None:
         while True:
@@ -79,29 +85,6 @@ class _Subscriber:
             except (ValueError, KeyError, TypeError):
                 logger.warning("ignored a malformed completion message")
 
-    async def subscribe(self, execution_id: str) -> None:
-        count = self._waiting.get(execution_id, 0)
-        self._waiting[execution_id] = count + 1
-        if count:
-            return
-        try:
-            pubsub = await self._connected()
-            await pubsub.subscribe(completion_channel(execution_id))
-        except Exception:  # a down Redis: the database re-check still answers
-            logger.warning("could not subscribe to an execution's completion", exc_info=True)
-
-    async def unsubscribe(self, execution_id: str) -> None:
-        count = self._waiting.pop(execution_id, 0) - 1
-        if count > 0:
-            self._waiting[execution_id] = count
-            return
-        if self._pubsub is None:
-            return
-        try:
-            await self._pubsub.unsubscribe(completion_channel(execution_id))
-        except Exception:
-            logger.warning("could not unsubscribe from an execution's completion", exc_info=True)
-
 
 _subscribers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Subscriber] = (
     weakref.WeakKeyDictionary()
@@ -116,15 +99,13 @@ def _subscriber() -> _Subscriber:
     return found
 
 
-async def subscribe(execution_id: object) -> asyncio.Future[Any]:
-    """A future resolved with the execution's `execution.complete` message."""
+async def subscribe(execution_id: object) -> tuple[asyncio.Future[Any], str]:
+    """A future resolved with the execution's `execution.complete` message, and the channel
+    to start the execution with as its `notify_channel` ("" without Redis)."""
     future = local_waiters.add(execution_id, asyncio.get_running_loop())
-    if settings.REDIS_URL:
-        await _subscriber().subscribe(str(execution_id))
-    return future
+    channel = await _subscriber().channel() if settings.REDIS_URL else ""
+    return future, channel
 
 
-async def unsubscribe(execution_id: object, future: asyncio.Future[Any]) -> None:
+def unsubscribe(execution_id: object, future: asyncio.Future[Any]) -> None:
     local_waiters.discard(execution_id, future)
-    if settings.REDIS_URL:
-        await _subscriber().unsubscribe(str(execution_id))

@@ -1,8 +1,9 @@
 """Publish execution events to the channel layer, after commit, cheaply, never failing a run.
 
 Groups: `execution.<id>` gets `execution.logs`, `execution.status` and `execution.complete`;
-`user.<owner_id>` gets a `notification` when an execution fails. The completion alone also goes
-to the Redis pub/sub channel `autoflow:completion:<id>`, for waiters (`executions.completions`).
+`user.<owner_id>` gets a `notification` when an execution fails. The completion of a run with
+a `notify_channel` (a waiting webhook's web process) also goes to that Redis pub/sub channel
+(`executions.completions`).
 
 One long-lived event loop per process (in a daemon thread) drains one bounded queue in order,
 so publishing costs the caller a queue put, not an `async_to_sync` round trip per line; what
@@ -42,9 +43,9 @@ def user_group(user_id: object) -> str:
     return f"user.{user_id}"
 
 
-def completion_channel(execution_id: object) -> str:
-    """The Redis pub/sub channel of one execution's end (see `executions.completions`)."""
-    return f"autoflow:completion:{execution_id}"
+def completion_channel(name: str) -> str:
+    """The Redis pub/sub channel of a process waiting for runs' ends (`executions.completions`)."""
+    return f"autoflow:completion:{name}"
 
 
 class _LocalWaiters:
@@ -174,12 +175,12 @@ async def _publish(layer: Any, redis: aioredis.Redis | None, batch: list[Message
 
     A group send costs the same for one message as for many, and a run's commit publishes
     several (node states, log lines, status, completion). A failed send (a down Redis) drops
-    that group's messages only. An execution's end is also published on its completion
-    channel, first: a waiting webhook holds an HTTP request open.
+    that group's messages only. An execution's end is also published on the channel of the
+    process waiting for it, first: a waiting webhook holds an HTTP request open.
     """
     by_group: dict[str, list[dict[str, Any]]] = {}
     for group, message in batch:
-        if redis is not None and message.get("type") == "execution.complete":
+        if redis is not None and message.get("notify_channel"):
             await _announce(redis, message)
         by_group.setdefault(group, []).append(message)
     if layer is None:
@@ -199,7 +200,7 @@ async def _send(layer: Any, group: str, message: dict[str, Any]) -> None:
 async def _announce(redis: aioredis.Redis, message: dict[str, Any]) -> None:
     try:
         body = json.dumps(message, cls=DjangoJSONEncoder)
-        await redis.publish(completion_channel(message["execution_id"]), body)
+        await redis.publish(message["notify_channel"], body)
     except Exception:  # waiters re-check the database
         logger.warning("completion publish failed", exc_info=True)
 
@@ -251,18 +252,24 @@ def status_message(
 
 
 def complete_message(
-    execution_id: object, status: str, duration_ms: int | None, output: Any
+    execution_id: object,
+    status: str,
+    duration_ms: int | None,
+    output: Any,
+    *,
+    notify_channel: str = "",
 ) -> Message:
-    return (
-        execution_group(execution_id),
-        {
-            "type": "execution.complete",
-            "execution_id": str(execution_id),
-            "status": status,
-            "duration_ms": duration_ms,
-            "output": output,
-        },
-    )
+    """An execution's end; `notify_channel`: the run's waiting process's, to publish it on too."""
+    body = {
+        "type": "execution.complete",
+        "execution_id": str(execution_id),
+        "status": status,
+        "duration_ms": duration_ms,
+        "output": output,
+    }
+    if notify_channel:
+        body["notify_channel"] = notify_channel
+    return execution_group(execution_id), body
 
 
 def failure_notification(

@@ -104,6 +104,9 @@ class Execution(models.Model):
     recovery_count = models.PositiveIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
     next_log_seq = models.PositiveBigIntegerField(default=1)
+    # The Redis pub/sub channel of the web process waiting to answer with this run's end (a
+    # webhook with `respond: "on_complete"`); the worker publishes the end there.
+    notify_channel = models.CharField(max_length=128, blank=True, default="")
 
     class Meta:
         ordering = ("-created_at",)

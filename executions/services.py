@@ -177,6 +177,7 @@ def _create_execution(
     retry_of: Execution | None = None,
     reuse: Mapping[str, NodeRun] | None = None,
     execution_id: uuid.UUID | None = None,
+    notify_channel: str = "",
 ) -> Execution:
     # A reference from the id cache (never loaded: `adding`) has no graph of its own.
     plan = _plan_cached(
@@ -197,6 +198,7 @@ def _create_execution(
         retry_of=retry_of,
         created_at=now,
         enqueued_at=now,
+        notify_channel=notify_channel,
         deadline_at=(
             None
             if plan.timeout_seconds is None
@@ -255,11 +257,13 @@ def execution_start(
     idempotency_key: str | None = None,
     idempotency_scope: str | None = None,
     execution_id: uuid.UUID | None = None,
+    notify_channel: str = "",
 ) -> tuple[Execution, bool]:
     """Queue an execution of the workflow's current version; see the module docstring.
 
     `execution_id` lets a caller subscribe to the run's events before it exists (a replay
-    returns the first call's execution, with its own id).
+    returns the first call's execution, with its own id). The run's end is also published on
+    `notify_channel`, when given (`executions.completions`).
     """
     payload = dict(input or {})
 
@@ -271,6 +275,7 @@ def execution_start(
             input=payload,
             user=user,
             execution_id=execution_id,
+            notify_channel=notify_channel,
         )
 
     if not idempotency_key:
@@ -504,7 +509,15 @@ class DatabaseRunStore:
                 wake_at=None,
             )
             messages.append(events.status_message(self.execution.pk, status))
-            messages.append(events.complete_message(self.execution.pk, status, duration_ms, output))
+            messages.append(
+                events.complete_message(
+                    self.execution.pk,
+                    status,
+                    duration_ms,
+                    output,
+                    notify_channel=self.execution.notify_channel,
+                )
+            )
             if status == ExecutionStatus.FAILED:
                 workflow = self.execution.workflow
                 messages.append(
@@ -792,7 +805,11 @@ def execution_cancel(*, execution: Execution, by: User | None) -> str:
                 [
                     events.status_message(execution.pk, ExecutionStatus.CANCELLED),
                     events.complete_message(
-                        execution.pk, ExecutionStatus.CANCELLED, duration_ms, None
+                        execution.pk,
+                        ExecutionStatus.CANCELLED,
+                        duration_ms,
+                        None,
+                        notify_channel=execution.notify_channel,
                     ),
                 ]
             )

@@ -19,9 +19,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
@@ -63,6 +62,7 @@ class Waiter:
 
     future: asyncio.Future[Any] | None = None
     execution_id: uuid.UUID | None = None
+    channel: str = ""  # where the worker announces the end (`Execution.notify_channel`)
 
 
 @dataclass
@@ -123,18 +123,11 @@ def _input_for(request: HttpRequest, body: Any) -> dict[str, Any]:
     }
 
 
-def _subscribe(waiter: Waiter, execution_id: uuid.UUID) -> None:
-    if waiter.future is not None and waiter.execution_id == execution_id:
-        return  # subscribed on the loop before the execution was created
-    if waiter.future is not None and waiter.execution_id is not None:
-        # A replay: the planned execution was never created; follow the first call's one.
-        async_to_sync(completions.unsubscribe)(waiter.execution_id, waiter.future)
-    waiter.future = async_to_sync(completions.subscribe)(execution_id)
-    waiter.execution_id = execution_id
+def _accept(request: HttpRequest, token: str, planned_id: uuid.UUID, channel: str) -> Accepted:
+    """Run every check in SPEC order, start the execution, record the call (one thread hop).
 
-
-def _accept(request: HttpRequest, token: str, waiter: Waiter, planned_id: uuid.UUID) -> Accepted:
-    """Run every check in SPEC order, start the execution, record the call (one thread hop)."""
+    A waiting call starts it with `channel` as its `notify_channel`.
+    """
     method = request.method or "GET"
     workflow = get_one(Workflow, "webhook_token", token)  # unique; compiled once
     if workflow is None:
@@ -162,20 +155,16 @@ def _accept(request: HttpRequest, token: str, waiter: Waiter, planned_id: uuid.U
                 details={"Idempotency-Key": [f"At most {IDEMPOTENCY_KEY_MAX_LENGTH} characters."]},
             )
         wait = params.respond == "on_complete"
-        with transaction.atomic():
-            execution, created = execution_start(
-                workflow=workflow,
-                trigger=ExecutionTrigger.WEBHOOK,
-                input=payload,
-                user=None,
-                idempotency_key=key,
-                idempotency_scope=f"webhook:{token}",
-                execution_id=planned_id,
-            )
-            # Subscribing before the commit (which enqueues the run) means the completion
-            # message cannot slip past; a replay may be finished already, so it is re-read.
-            if wait:
-                _subscribe(waiter, execution.pk)
+        execution, created = execution_start(
+            workflow=workflow,
+            trigger=ExecutionTrigger.WEBHOOK,
+            input=payload,
+            user=None,
+            idempotency_key=key,
+            idempotency_scope=f"webhook:{token}",
+            execution_id=planned_id,
+            notify_channel=channel if wait else "",
+        )
         execution_id = execution.pk
         # A replay answers what the first call answered: the execution, queued.
         current: str = ExecutionStatus.QUEUED
@@ -272,9 +261,9 @@ async def _wait_for_completion(accepted: Accepted, waiter: Waiter) -> dict[str, 
     return None
 
 
-async def _unsubscribe(waiter: Waiter) -> None:
+def _unsubscribe(waiter: Waiter) -> None:
     if waiter.execution_id is not None and waiter.future is not None:
-        await completions.unsubscribe(waiter.execution_id, waiter.future)
+        completions.unsubscribe(waiter.execution_id, waiter.future)
 
 
 def _error_response(error: Exception) -> HttpResponse:
@@ -287,48 +276,30 @@ def _error_response(error: Exception) -> HttpResponse:
     return response
 
 
-# Token -> whether its last call waited: such calls subscribe on the loop before the hop
-# (sparing a hop back from the thread). Only a hint: a wrong guess costs an unsubscribe, or
-# the subscription is made in the hop as before. Bounded; valid tokens only.
-_waits_by_token: dict[str, bool] = {}
-WAIT_HINTS_MAX = 10_000
-
-
-async def _presubscribe(waiter: Waiter, token: str, planned_id: uuid.UUID) -> None:
-    if _waits_by_token.get(token):
-        waiter.future = await completions.subscribe(planned_id)
-        waiter.execution_id = planned_id
-
-
-def _remember(token: str, wait: bool) -> None:
-    if _waits_by_token.get(token) == wait:
-        return
-    if len(_waits_by_token) >= WAIT_HINTS_MAX:
-        _waits_by_token.pop(next(iter(_waits_by_token)))
-    _waits_by_token[token] = wait
-
-
 @csrf_exempt
 async def webhook_receive(request: HttpRequest, token: str) -> HttpResponse:
     """Start an execution from a webhook call; answer 202, or its outcome when asked to wait."""
     waiter = Waiter()
     planned_id = uuid.uuid4()
-    await _presubscribe(waiter, token, planned_id)
+    # Subscribed before the run exists, which names this process's channel when it waits (a
+    # replay follows the first call's run, whose end goes to the first caller's process: the
+    # database re-check hears it here). Without a wait, the future is simply given back.
+    waiter.future, waiter.channel = await completions.subscribe(planned_id)
+    waiter.execution_id = planned_id
     try:
-        accepted = await sync_to_async(_accept)(request, token, waiter, planned_id)
+        accepted = await sync_to_async(_accept)(request, token, planned_id, waiter.channel)
     except Exception as error:  # translate_exception re-raises what is not ours to answer
-        await _unsubscribe(waiter)
+        _unsubscribe(waiter)
         return _error_response(error)
-    _remember(token, accepted.wait)
     if not accepted.wait:
-        await _unsubscribe(waiter)
+        _unsubscribe(waiter)
         return JsonResponse(
             {"execution_id": str(accepted.execution_id), "status": accepted.status}, status=202
         )
     try:
         completion = await _wait_for_completion(accepted, waiter)
     finally:
-        await _unsubscribe(waiter)
+        _unsubscribe(waiter)
     try:
         return await sync_to_async(_finish)(accepted, request.method or "GET", completion)
     except Exception as error:

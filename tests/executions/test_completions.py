@@ -1,4 +1,4 @@
-"""Completions reach waiters over one Redis pub/sub connection per loop (or a local future)."""
+"""Completions reach waiters over one Redis pub/sub channel per loop (or a local future)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import redis
 from django.test import override_settings
 
 from executions import completions
-from executions.events import complete_message, completion_channel, local_waiters, publisher
+from executions.events import complete_message, local_waiters, publisher
 from tests.servers import free_port
 
 needs_redis = pytest.mark.skipif(
@@ -20,37 +20,35 @@ needs_redis = pytest.mark.skipif(
 )
 
 
-def _subscribers(execution_id: object) -> int:
+def _subscribers(channel: str) -> int:
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    return int(
-        dict(client.pubsub_numsub(completion_channel(execution_id)))[
-            completion_channel(execution_id).encode()
-        ]
+    return int(dict(client.pubsub_numsub(channel))[channel.encode()])
+
+
+def _finish(execution_id: uuid.UUID, output: object, channel: str = "") -> None:
+    publisher.send(
+        [complete_message(execution_id, "succeeded", 12, output, notify_channel=channel)]
     )
 
 
-def _finish(execution_id: uuid.UUID, output: object) -> None:
-    publisher.send([complete_message(execution_id, "succeeded", 12, output)])
-
-
 @needs_redis
-def test_a_published_end_resolves_every_waiter_and_unsubscribing_leaves_no_subscription():
+def test_a_loops_waiters_share_its_one_channel_which_outlives_them():
     execution_id = uuid.uuid4()
 
     async def scenario() -> None:
-        first = await completions.subscribe(execution_id)
-        second = await completions.subscribe(execution_id)
-        assert _subscribers(execution_id) == 1  # one connection serves the loop's waiters
+        first, channel = await completions.subscribe(execution_id)
+        second, same = await completions.subscribe(execution_id)
+        assert channel == same == completions._subscriber().channel_name
+        assert _subscribers(channel) == 1
         # The publisher runs in its own thread, as in a worker process.
-        _finish(execution_id, {"answer": {"total": 3}})
+        _finish(execution_id, {"answer": {"total": 3}}, channel)
         done, _ = await asyncio.wait({first, second}, timeout=5)
         assert done == {first, second}
         assert first.result()["output"] == {"answer": {"total": 3}}
         assert first.result()["status"] == "succeeded"
-        await completions.unsubscribe(execution_id, first)
-        assert _subscribers(execution_id) == 1  # the second waiter still listens
-        await completions.unsubscribe(execution_id, second)
-        assert _subscribers(execution_id) == 0
+        completions.unsubscribe(execution_id, first)
+        completions.unsubscribe(execution_id, second)
+        assert _subscribers(channel) == 1  # no round trip per waiter: it stays subscribed
 
     asyncio.run(scenario())
 
@@ -60,26 +58,47 @@ def test_a_waiter_hears_only_its_own_execution():
     mine, other = uuid.uuid4(), uuid.uuid4()
 
     async def scenario() -> None:
-        future = await completions.subscribe(mine)
-        _finish(other, "not mine")
+        future, channel = await completions.subscribe(mine)
+        _finish(other, "not mine", channel)
         await asyncio.sleep(0.3)
         assert not future.done()
-        _finish(mine, "mine")
+        _finish(mine, "mine", channel)
         await asyncio.wait_for(future, timeout=5)
         assert future.result()["output"] == "mine"
-        await completions.unsubscribe(mine, future)
+        completions.unsubscribe(mine, future)
 
     asyncio.run(scenario())
 
 
-def test_a_down_redis_gives_a_pending_future_instead_of_an_error():
+@needs_redis
+def test_an_end_is_announced_on_its_runs_notify_channel_only():
+    listener = redis.Redis.from_url(os.environ["REDIS_URL"]).pubsub()
+    listener.psubscribe("autoflow:completion:*")
+    try:
+        confirmed = listener.get_message(timeout=5)
+        assert confirmed is not None
+        assert confirmed["type"] == "psubscribe"
+        waited, unwaited = uuid.uuid4(), uuid.uuid4()
+        _finish(unwaited, "nobody waits")
+        _finish(waited, "someone waits", "autoflow:completion:test-process")
+        assert publisher.wait_idle()
+        heard = []
+        while (message := listener.get_message(timeout=0.5)) is not None:
+            heard.append((message["channel"], json.loads(message["data"])["execution_id"]))
+    finally:
+        listener.close()
+    assert heard == [(b"autoflow:completion:test-process", str(waited))]
+
+
+def test_a_down_redis_gives_a_pending_future_and_no_channel():
     # Nothing listens on this loopback port: connecting is refused at once.
     execution_id = uuid.uuid4()
 
     async def scenario() -> None:
-        future = await completions.subscribe(execution_id)
+        future, channel = await completions.subscribe(execution_id)
+        assert channel == ""
         assert not future.done()
-        await completions.unsubscribe(execution_id, future)
+        completions.unsubscribe(execution_id, future)
 
     with override_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"):
         asyncio.run(scenario())
@@ -89,11 +108,12 @@ def test_without_redis_the_in_process_publisher_resolves_the_waiter():
     execution_id = uuid.uuid4()
 
     async def scenario() -> None:
-        future = await completions.subscribe(execution_id)
+        future, channel = await completions.subscribe(execution_id)
+        assert channel == ""
         _finish(execution_id, [1, 2])
         await asyncio.wait_for(future, timeout=5)
         assert future.result()["output"] == [1, 2]
-        await completions.unsubscribe(execution_id, future)
+        completions.unsubscribe(execution_id, future)
 
     with override_settings(REDIS_URL=""):
         asyncio.run(scenario())
@@ -105,18 +125,22 @@ def test_a_subscription_survives_its_connection_being_killed():
     admin = redis.Redis.from_url(os.environ["REDIS_URL"])
 
     async def scenario() -> None:
-        future = await completions.subscribe(first)
+        future, channel = await completions.subscribe(first)
         # Kill exactly this loop's subscription connection, found by its client name.
         name = completions._subscriber().name
         (client,) = [c for c in admin.client_list() if c["name"] == name]
         assert admin.client_kill_filter(_id=client["id"]) == 1
-        await completions.unsubscribe(first, future)
-        later = await completions.subscribe(second)
-        await asyncio.sleep(0.2)
-        _finish(second, "after the kill")
+        completions.unsubscribe(first, future)
+        later, _ = await completions.subscribe(second)
+        _finish(uuid.uuid4(), "wakes the reader, which reconnects", channel)
+        for _ in range(50):  # redis-py resubscribes when the reader reconnects
+            if _subscribers(channel) == 1:
+                break
+            await asyncio.sleep(0.1)
+        _finish(second, "after the kill", channel)
         await asyncio.wait_for(later, timeout=5)
         assert later.result()["output"] == "after the kill"
-        await completions.unsubscribe(second, later)
+        completions.unsubscribe(second, later)
 
     asyncio.run(scenario())
 
@@ -161,11 +185,13 @@ def test_concurrent_first_waiters_share_one_connection():
     admin = redis.Redis.from_url(os.environ["REDIS_URL"])
 
     async def scenario() -> None:
-        futures = await asyncio.gather(completions.subscribe(first), completions.subscribe(second))
+        subscribed = await asyncio.gather(
+            completions.subscribe(first), completions.subscribe(second)
+        )
         name = completions._subscriber().name
         assert [c["name"] for c in admin.client_list() if c["name"] == name] == [name]
-        assert (_subscribers(first), _subscribers(second)) == (1, 1)
-        for execution_id, future in zip((first, second), futures, strict=True):
-            await completions.unsubscribe(execution_id, future)
+        assert {channel for _, channel in subscribed} == {completions._subscriber().channel_name}
+        for execution_id, (future, _) in zip((first, second), subscribed, strict=True):
+            completions.unsubscribe(execution_id, future)
 
     asyncio.run(scenario())

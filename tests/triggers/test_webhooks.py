@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 import requests
 
 from accounts.models import User
@@ -114,6 +116,32 @@ def test_on_complete_answers_200_with_the_leaf_output(
     assert call.status == 200
     assert call.execution_id is not None
     assert Execution.objects.get(pk=call.execution_id).status == "succeeded"
+
+
+def _subscribe_calls() -> int:
+    stats = redis.Redis.from_url(os.environ["REDIS_URL"]).info("commandstats")
+    return int(stats.get("cmdstat_subscribe", {}).get("calls", 0))
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="pub/sub delivery needs Redis")
+def test_waiting_calls_share_their_processs_channel_and_subscribe_nothing_per_call(
+    live_daphne: ServerUrl, trigger_worker: EngineProcesses, owner: User
+) -> None:
+    workflow = webhook_workflow(owner, respond="on_complete", fields={"n": "{{ input.body.n }}"})
+    url = _hook(live_daphne, workflow)
+    first = requests.post(url, json={"n": 0}, timeout=TIMEOUT)  # the process subscribes once
+    assert first.status_code == 200, first.text
+
+    before = _subscribe_calls()
+    answers = [requests.post(url, json={"n": n}, timeout=TIMEOUT) for n in (1, 2, 3)]
+    after = _subscribe_calls()
+
+    assert [(a.status_code, a.json()) for a in answers] == [(200, {"n": n}) for n in (1, 2, 3)]
+    assert after == before
+    channels = set(Execution.objects.filter(workflow=workflow).values_list("notify_channel"))
+    assert len(channels) == 1
+    ((channel,),) = channels
+    assert channel.startswith("autoflow:completion:autoflow-completions-")
 
 
 def test_on_complete_answers_422_when_the_execution_fails(
