@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 import uuid
 import weakref
 from typing import Any
@@ -44,11 +45,14 @@ class _Subscriber:
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._connecting = asyncio.Lock()  # concurrent first waiters share one connection
+        self._retry_at = 0.0  # after a failed connect, calls do not each wait for another
 
     async def channel(self) -> str:
         """This loop's channel, once subscribed; "" while Redis cannot be reached."""
         if self._pubsub is not None:
             return self.channel_name
+        if time.monotonic() < self._retry_at:
+            return ""
         try:
             async with self._connecting:
                 if self._pubsub is None:
@@ -64,6 +68,7 @@ class _Subscriber:
                     self._reader = asyncio.get_running_loop().create_task(self._read(pubsub))
         except Exception:  # a down Redis: the database re-check still answers
             logger.warning("could not subscribe to completions", exc_info=True)
+            self._retry_at = time.monotonic() + RECONNECT_PAUSE_SECONDS
             return ""
         return self.channel_name
 

@@ -182,7 +182,7 @@ def _execution_and_owner_sql(using: str) -> str:
         f"SELECT {columns_sql(connection, Execution._meta.concrete_fields)}, "  # noqa: S608
         f"(SELECT {quote('owner_id')} FROM {workflow_table} "
         f"WHERE {workflow_table}.{quote('id')} = {execution_table}.{quote('workflow_id')}) "
-        f"FROM {execution_table} WHERE {quote('id')} = %s"
+        f"FROM {execution_table} WHERE {execution_table}.{quote('id')} = %s"
     )
 
 

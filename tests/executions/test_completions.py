@@ -84,7 +84,9 @@ def test_an_end_is_announced_on_its_runs_notify_channel_only():
         assert publisher.wait_idle()
         heard = []
         while (message := listener.get_message(timeout=0.5)) is not None:
-            heard.append((message["channel"], json.loads(message["data"])["execution_id"]))
+            execution_id = json.loads(message["data"])["execution_id"]
+            if execution_id in (str(waited), str(unwaited)):  # not another run's on this Redis
+                heard.append((message["channel"], execution_id))
     finally:
         listener.close()
     assert heard == [(b"autoflow:completion:test-process", str(waited))]
@@ -195,3 +197,32 @@ def test_concurrent_first_waiters_share_one_connection():
             completions.unsubscribe(execution_id, future)
 
     asyncio.run(scenario())
+
+
+def test_after_a_failed_connect_waiters_do_not_each_try_again(monkeypatch):
+    attempts: list[str] = []
+
+    class Refused:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            attempts.append("connect")
+
+        def pubsub(self, **kwargs: object) -> object:
+            raise redis.ConnectionError("refused")
+
+    monkeypatch.setattr(completions.aioredis.Redis, "from_url", Refused)
+    monkeypatch.setattr(completions, "RECONNECT_PAUSE_SECONDS", 0.2)
+
+    async def scenario() -> None:
+        for _ in range(3):
+            execution_id = uuid.uuid4()
+            future, channel = await completions.subscribe(execution_id)
+            completions.unsubscribe(execution_id, future)
+            assert channel == ""
+        assert attempts == ["connect"]
+        await asyncio.sleep(0.25)
+        future, _ = await completions.subscribe(execution_id)
+        completions.unsubscribe(execution_id, future)
+        assert attempts == ["connect", "connect"]
+
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
+        asyncio.run(scenario())
