@@ -231,6 +231,7 @@ def _seed_database() -> None:
                     0,
                     False,
                     1,
+                    "",
                 )
             )
             for position in range(steps_of[workflow.id] + 1):
@@ -272,6 +273,7 @@ def _seed_database() -> None:
                 "recovery_count",
                 "cancel_requested",
                 "next_log_seq",
+                "notify_channel",
             ],
             executions,
         )
