@@ -14,14 +14,49 @@ connections (`autoflow.kept_connections`).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import ThreadSensitiveContext
+from django.core.signals import request_started
+from django.db import close_old_connections, reset_queries
 
 from autoflow.kept_connections import keep_connections_in_this_thread
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Django's own `request_started` receivers. Sync receivers cost an ASGI request a thread hop of
+# their own (`Signal.asend`), one of three with the view's and the response's `close()`; under
+# `OnRequestThreads` they run at the start of the request's first hop instead, on the same
+# thread, before anything there touches the database.
+REQUEST_STARTED_RECEIVERS: tuple[Callable[..., None], ...] = (reset_queries, close_old_connections)
+
+
+def _request_started() -> None:
+    for receiver in REQUEST_STARTED_RECEIVERS:
+        receiver()
+
+
+class _StartedFirst(Executor):
+    """A request's door to its thread: the first call runs Django's `request_started` work."""
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+        self._started = False
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        if self._started:
+            return self._executor.submit(fn, *args, **kwargs)
+        self._started = True
+
+        def started_then_called() -> T:
+            _request_started()
+            return fn(*args, **kwargs)
+
+        return self._executor.submit(started_then_called)
 
 
 class RequestThreads:
@@ -42,14 +77,20 @@ class RequestThreads:
         self._requests = [0] * count
 
     @contextlib.asynccontextmanager
-    async def context(self) -> AsyncIterator[None]:
-        """Route the thread-sensitive calls made inside to one executor's thread."""
+    async def context(self, *, http: bool = False) -> AsyncIterator[None]:
+        """Route the thread-sensitive calls made inside to one executor's thread.
+
+        For an HTTP request (`http`), the first call runs `REQUEST_STARTED_RECEIVERS` first.
+        """
         index = min(range(len(self._requests)), key=self._requests.__getitem__)
         self._requests[index] += 1
+        executor: Executor = self._executors[index]
+        if http:
+            executor = _StartedFirst(executor)
         # Work the request starts beyond its own life (a shared batch) borrows from the same set.
         current = RequestThreads.current.set(self)
         try:
-            async with ThreadSensitiveContext(executor=self._executors[index]):
+            async with ThreadSensitiveContext(executor=executor):
                 yield
         finally:
             RequestThreads.current.reset(current)
@@ -61,13 +102,16 @@ class OnRequestThreads:
 
     Django's `ASGIHandler` opens a `ThreadSensitiveContext` of its own for each request; inside
     this one, which names an executor, that context changes nothing (asgiref lets only the
-    outermost context choose the thread).
+    outermost context choose the thread). Building one disconnects Django's `request_started`
+    receivers, which each HTTP request's first call on its thread runs instead.
     """
 
     def __init__(self, app: Any, threads: RequestThreads) -> None:
         self.app = app
         self.threads = threads
+        for receiver in REQUEST_STARTED_RECEIVERS:
+            request_started.disconnect(receiver)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        async with self.threads.context():
+        async with self.threads.context(http=scope["type"] == "http"):
             await self.app(scope, receive, send)

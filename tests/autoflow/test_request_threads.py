@@ -149,3 +149,75 @@ def test_a_request_takes_the_least_busy_thread_and_keeps_it() -> None:
     assert first != second  # two requests at once: two threads
     assert {*first, *second, *third} == {*first, *second}  # never more than two
     assert all(name.startswith("autoflow-request-") for name in first | second)
+
+
+@pytest.fixture
+def started_receivers_restored() -> Iterator[None]:
+    from django.core.signals import request_started
+
+    from autoflow.request_threads import REQUEST_STARTED_RECEIVERS
+
+    yield
+    for receiver in REQUEST_STARTED_RECEIVERS:
+        request_started.connect(receiver)
+
+
+def test_a_request_starts_in_its_first_hop_not_a_hop_of_its_own(
+    monkeypatch: pytest.MonkeyPatch, started_receivers_restored: None
+) -> None:
+    from asgiref.testing import ApplicationCommunicator
+    from django.core.handlers.asgi import ASGIHandler
+
+    from autoflow import request_threads
+    from autoflow.request_threads import OnRequestThreads
+
+    threads = RequestThreads(1)
+    application = OnRequestThreads(ASGIHandler(), threads)
+    (executor,) = threads._executors
+    real_submit = executor.submit
+    hops: list[str] = []
+
+    def counting_submit(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        hops.append(repr(fn) + repr(args))
+        return real_submit(fn, *args, **kwargs)
+
+    started_on: list[str] = []
+
+    def started(**_: Any) -> None:
+        import threading
+
+        started_on.append(threading.current_thread().name)
+
+    monkeypatch.setattr(executor, "submit", counting_submit)
+    monkeypatch.setattr(request_threads, "REQUEST_STARTED_RECEIVERS", (started,))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api",
+        "raw_path": b"/api",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"localhost")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+
+    async def get_api() -> int:
+        communicator = ApplicationCommunicator(application, scope)
+        await communicator.send_input({"type": "http.request", "body": b""})
+        start = await communicator.receive_output(10)
+        await communicator.receive_output(10)  # the body
+        await communicator.wait(10)
+        return int(start["status"])
+
+    for _ in range(2):
+        hops.clear()
+        assert async_to_sync(get_api)() == 200
+        # The view's, the DRF response's render() and its close(); `request_started` had one.
+        assert len(hops) == 3, "\n".join(hops)
+        assert "started_then_called" in hops[0]
+    assert len(started_on) == 2
+    assert all(name.startswith("autoflow-request-") for name in started_on)
