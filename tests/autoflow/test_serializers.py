@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from autoflow.serializers import BuiltOnceModelSerializer
 from executions import services
-from executions.api import ExecutionOutputSerializer
+from executions.api import ExecutionOutputSerializer, NodeRunOutputSerializer
 from executions.models import Execution, NodeRun
 from tests.executions.conftest import make_graph, make_workflow
 
@@ -18,19 +18,11 @@ GRAPH = make_graph([{"id": "a", "type": "test_emit", "params": {"value": 1}}], [
 
 
 class Runs(serializers.ModelSerializer[NodeRun]):
+    """DRF's own ModelSerializer with the output's fields."""
+
     class Meta:
         model = NodeRun
-        fields = (
-            "node_id",
-            "type",
-            "status",
-            "attempts",
-            "started_at",
-            "finished_at",
-            "output",
-            "error",
-            "cached",
-        )
+        fields = NodeRunOutputSerializer.Meta.fields
 
 
 def test_fields_are_built_once_per_class_and_copied_per_instance():
