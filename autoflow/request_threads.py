@@ -29,9 +29,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 # Django's own `request_started` receivers. Sync receivers cost an ASGI request a thread hop of
-# their own (`Signal.asend`), one of three with the view's and the response's `close()`; under
-# `OnRequestThreads` they run at the start of the request's first hop instead, on the same
-# thread, before anything there touches the database.
+# their own (`Signal.asend`): one of four for an API request, with the view's, the DRF
+# response's `render()` and its `close()`. Under `OnRequestThreads` they run at the start of
+# the request's first hop instead, on the same thread, before anything there touches the
+# database.
 REQUEST_STARTED_RECEIVERS: tuple[Callable[..., None], ...] = (reset_queries, close_old_connections)
 
 
