@@ -215,17 +215,23 @@ def _get_one_sql(using: str, model: type[Model], field_name: str) -> tuple[str, 
     return sql, tuple(field.attname for field in fields)
 
 
+def prepared_key(field: Field[Any, Any], value: Any, using: str = "default") -> Any:
+    """`value` as the database takes it for `field`; None when it is malformed (not a UUID, say),
+    where the ORM's lookup would raise: a key that cannot exist finds nothing."""
+    try:
+        return field.get_db_prep_value(field.to_python(value), connection_for(using))
+    except ValidationError:
+        return None
+
+
 def get_one(model: type[M], field_name: str, value: Any, *, using: str = "default") -> M | None:
     """The row whose unique `field_name` is `value`, or None, without the ORM's compile.
 
     `model.objects.filter(**{field_name: value}).first()` for a primary key or unique field. A
     malformed value (not a UUID, say), on which the ORM's lookup would raise, finds nothing.
     """
-    connection = connection_for(using)
-    field = _lookup_field(model, field_name)
-    try:
-        prepared = field.get_db_prep_value(field.to_python(value), connection)
-    except ValidationError:
+    prepared = prepared_key(_lookup_field(model, field_name), value, using)
+    if prepared is None:
         return None
     sql, names = _get_one_sql(using, model, field_name)
     rows = execute(using, sql, [prepared])

@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from django.core.exceptions import ValidationError
-
 from autoflow.statements import (
     columns_sql,
     connection_for,
@@ -21,6 +19,7 @@ from autoflow.statements import (
     execute,
     fields_of,
     pk_of,
+    prepared_key,
 )
 from executions.models import NODE_RUN_STATE_FIELDS, Execution, ExecutionStatus, NodeRun
 from workflows.models import Workflow
@@ -191,13 +190,10 @@ def execution_and_owner(
 ) -> tuple[Execution, Any] | None:
     """An execution and its workflow's owner id in one statement; None when there is none.
 
-    A malformed id (not a UUID) finds nothing, as `autoflow.statements.get_one`.
+    A malformed id (not a UUID) finds nothing (`autoflow.statements.prepared_key`).
     """
-    connection = connection_for(using)
-    pk = pk_of(Execution)
-    try:
-        prepared = pk.get_db_prep_value(pk.to_python(execution_id), connection)
-    except ValidationError:
+    prepared = prepared_key(pk_of(Execution), execution_id, using)
+    if prepared is None:
         return None
     rows = execute(using, _execution_and_owner_sql(using), [prepared])
     if not rows:

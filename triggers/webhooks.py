@@ -60,9 +60,9 @@ class WebhookMethodNotAllowed(AppError):
 class Waiter:
     """How this call hears of its execution's end: a future from `executions.completions`."""
 
-    future: asyncio.Future[Any] | None = None
-    execution_id: uuid.UUID | None = None
-    channel: str = ""  # where the worker announces the end (`Execution.notify_channel`)
+    execution_id: uuid.UUID  # the planned one: a replay's own run is re-checked in the database
+    future: asyncio.Future[Any]
+    channel: str  # where the worker announces the end (`Execution.notify_channel`)
 
 
 @dataclass
@@ -248,12 +248,9 @@ async def _wait_for_completion(accepted: Accepted, waiter: Waiter) -> dict[str, 
     deadline = time.monotonic() + settings.WEBHOOK_RESPOND_TIMEOUT_SECONDS
     while (remaining := deadline - time.monotonic()) > 0:
         timeout = min(RECHECK_SECONDS, remaining)
-        if waiter.future is not None:
-            done, _ = await asyncio.wait({waiter.future}, timeout=timeout)
-            if done:
-                return dict(waiter.future.result())
-        else:
-            await asyncio.sleep(timeout)
+        done, _ = await asyncio.wait({waiter.future}, timeout=timeout)
+        if done:
+            return dict(waiter.future.result())
         # A lost message or a down Redis must not hold the answer until the bound.
         status = await sync_to_async(_status_of)(accepted.execution_id)
         if status is None or status in TERMINAL_STATUSES:
@@ -262,8 +259,7 @@ async def _wait_for_completion(accepted: Accepted, waiter: Waiter) -> dict[str, 
 
 
 def _unsubscribe(waiter: Waiter) -> None:
-    if waiter.execution_id is not None and waiter.future is not None:
-        completions.unsubscribe(waiter.execution_id, waiter.future)
+    completions.unsubscribe(waiter.execution_id, waiter.future)
 
 
 def _error_response(error: Exception) -> HttpResponse:
@@ -279,13 +275,11 @@ def _error_response(error: Exception) -> HttpResponse:
 @csrf_exempt
 async def webhook_receive(request: HttpRequest, token: str) -> HttpResponse:
     """Start an execution from a webhook call; answer 202, or its outcome when asked to wait."""
-    waiter = Waiter()
     planned_id = uuid.uuid4()
     # Subscribed before the run exists, which names this process's channel when it waits (a
     # replay follows the first call's run, whose end goes to the first caller's process: the
     # database re-check hears it here). Without a wait, the future is simply given back.
-    waiter.future, waiter.channel = await completions.subscribe(planned_id)
-    waiter.execution_id = planned_id
+    waiter = Waiter(planned_id, *await completions.subscribe(planned_id))
     try:
         accepted = await sync_to_async(_accept)(request, token, planned_id, waiter.channel)
     except Exception as error:  # translate_exception re-raises what is not ours to answer
