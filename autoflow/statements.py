@@ -163,6 +163,30 @@ def _batches(connection: BaseDatabaseWrapper, objs: list[Model], columns: int) -
         yield objs[start : start + limit]
 
 
+def row_params(
+    objs: Iterable[Model], fields: Sequence[Field[Any, Any]], connection: BaseDatabaseWrapper
+) -> list[Any]:
+    """The instances' values for `fields`, row after row, as the database takes them."""
+    return [
+        field.get_db_prep_save(field.pre_save(obj, add=True), connection=connection)
+        for obj in objs
+        for field in fields
+    ]
+
+
+def mark_saved(objs: Iterable[Model], using: str) -> None:
+    """What the ORM notes on instances it saved."""
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = using
+
+
+def _insert_shape(model: type[Model], update_fields: tuple[str, ...]) -> tuple[str, ...]:
+    if update_fields:
+        return tuple(field.attname for field in model._meta.concrete_fields)
+    return _insert_names(model)
+
+
 def insert_objects(
     objs: Sequence[Model], *, update_fields: tuple[str, ...] = (), using: str = "default"
 ) -> None:
@@ -175,21 +199,59 @@ def insert_objects(
         return
     model = type(objs[0])
     connection = connection_for(using)
-    if update_fields:
-        names = tuple(field.attname for field in model._meta.concrete_fields)
-    else:
-        names = _insert_names(model)
+    names = _insert_shape(model, update_fields)
     fields = fields_of(model, names)
     for batch in _batches(connection, list(objs), len(fields)):
-        params = [
-            field.get_db_prep_save(field.pre_save(obj, add=True), connection=connection)
-            for obj in batch
-            for field in fields
-        ]
+        params = row_params(batch, fields, connection)
         execute(using, _insert_sql(using, model, names, len(batch), update_fields), params)
-    for obj in objs:
-        obj._state.adding = False
-        obj._state.db = using
+    mark_saved(objs, using)
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)  # one entry per models-and-row-counts shape: bounded
+def _insert_together_sql(using: str, shape: tuple[tuple[type[Model], int], ...]) -> str:
+    inserts = [_insert_sql(using, model, _insert_names(model), rows, ()) for model, rows in shape]
+    ctes = ", ".join(f"insert_{n} AS ({sql})" for n, sql in enumerate(inserts[:-1]))
+    return f"WITH {ctes} {inserts[-1]}"
+
+
+def insert_together(groups: Sequence[Sequence[Model]], *, using: str = "default") -> None:
+    """Insert the instances of several models (a list per model) in one statement.
+
+    On PostgreSQL the inserts ride one round trip as data-modifying CTEs, a statement that
+    is atomic on its own; elsewhere (or past the protocol's parameter limit) they run one
+    after the other in a transaction. Rows referencing each other is fine: PostgreSQL checks
+    Django's deferred foreign keys at commit.
+    """
+    groups = [list(group) for group in groups if group]
+    if not groups:
+        return
+    connection = connection_for(using)
+    shape = tuple((type(group[0]), len(group)) for group in groups)
+    fields = [fields_of(model, _insert_names(model)) for model, _ in shape]
+    columns = sum(len(f) * rows for f, (_, rows) in zip(fields, shape, strict=True))
+    if len(groups) == 1 or connection.vendor != "postgresql" or columns > MAX_PARAMS_POSTGRESQL:
+        with transaction.atomic(using=using, savepoint=False):
+            for group in groups:
+                insert_objects(group, using=using)
+        return
+    params = [
+        value
+        for group, group_fields in zip(groups, fields, strict=True)
+        for value in row_params(group, group_fields, connection)
+    ]
+    execute(using, _insert_together_sql(using, shape), params)
+    for group in groups:
+        mark_saved(group, using)
+
+
+def typed_row_sql(connection: BaseDatabaseWrapper, fields: Sequence[Field[Any, Any]]) -> str:
+    """`%s::type, ...` for one row: VALUES outside an INSERT's own list need their types.
+
+    A length (`varchar(8)`) is left out: an explicit cast would cut a value the column then
+    refuses (`uuid`, `jsonb`, `timestamp with time zone`, `varchar` as they are).
+    """
+    types = [str(field.db_type(connection) or "text").split("(")[0] for field in fields]
+    return ", ".join(f"%s::{kind}" for kind in types)
 
 
 # --- Reading one row --------------------------------------------------------------------------

@@ -38,25 +38,29 @@ def execution_get_for_user(*, user: User, execution_id: uuid.UUID | str) -> Exec
     clients poll this, and compiling the ORM's query with its join was most of a read.
     """
     found = statements.execution_and_owner(execution_id)
-    if found is None:
+    if found is None or not _visible(user, found[1]):
         raise NotFound("Execution not found.")
-    execution, owner_id = found
-    if not (user.is_staff or owner_id == user.pk):
-        raise NotFound("Execution not found.")
-    return execution
+    return found[0]
 
 
 def execution_detail_for_user(*, user: User, execution_id: uuid.UUID | str) -> Execution:
-    """One visible execution with its node runs, else `NotFound`.
+    """One visible execution with its node runs (read in the same statement), else `NotFound`.
 
     The runs are left where `prefetch_related("node_runs")` leaves them, so
     `execution.node_runs.all()` reads them without a query.
     """
-    execution = execution_get_for_user(user=user, execution_id=execution_id)
+    found = statements.execution_owner_and_node_runs(execution_id)
+    if found is None or not _visible(user, found[1]):
+        raise NotFound("Execution not found.")
+    execution, _, runs = found
     node_runs = execution.node_runs.all()
-    node_runs._result_cache = statements.node_run_models_of(execution.pk)
+    node_runs._result_cache = runs
     execution._prefetched_objects_cache = {"node_runs": node_runs}  # type: ignore[attr-defined]
     return execution
+
+
+def _visible(user: User, owner_id: Any) -> bool:
+    return bool(user.is_staff or owner_id == user.pk)
 
 
 def execution_logs(

@@ -36,7 +36,7 @@ from kombu.pools import producers
 
 from accounts.models import User
 from autoflow.exceptions import IdempotencyConflict, InvalidState
-from autoflow.statements import insert_objects
+from autoflow.statements import insert_together
 from executions import events, statements
 from executions.executor import (
     Executor,
@@ -205,7 +205,6 @@ def _create_execution(
             else now + dt.timedelta(seconds=plan.timeout_seconds)
         ),
     )
-    insert_objects([execution])
     runs = []
     for position, node_id in enumerate(plan.order):
         previous = (reuse or {}).get(node_id)
@@ -230,7 +229,6 @@ def _create_execution(
             runs.append(
                 NodeRun(execution=execution, node_id=node_id, type=node_type, position=position)
             )
-    insert_objects(runs)
     reused = [run.node_id for run in runs if run.status == NodeRunStatus.SUCCEEDED]
     message = "Execution queued"
     data: dict[str, Any] = {"trigger": trigger, "workflow_version": version.version}
@@ -242,7 +240,9 @@ def _create_execution(
     first = _log_row(
         execution.pk, 1, LogLine(ts=now, level="info", node_id=None, message=message, data=data)
     )
-    insert_objects([first])
+    # One statement on PostgreSQL (atomic on its own): an execute or a webhook call's insert
+    # is one round trip, not five with its transaction's BEGIN and COMMIT.
+    insert_together([[execution], runs, [first]])
     events.publish_on_commit([events.logs_message(execution.pk, [log_line_body(first)])])
     execution_enqueue_on_commit(execution_id=execution.pk)
     return execution
@@ -279,8 +279,7 @@ def execution_start(
         )
 
     if not idempotency_key:
-        with transaction.atomic():
-            return create(), True
+        return create(), True
     scope = idempotency_scope or f"user:{user.pk if user else 'anonymous'}"
     request_hash = _request_hash(workflow, payload)
     for _ in range(3):  # bounded: a concurrent first request wins, then we replay it
@@ -349,6 +348,15 @@ def log_line_body(row: ExecutionLog) -> dict[str, Any]:
     }
 
 
+def _log_rows(execution_id: Any, lines: list[LogLine]) -> list[ExecutionLog]:
+    """Rows for the lines; `statements.write_run` numbers them."""
+    return [_log_row(execution_id, 0, line) for line in lines]
+
+
+def _logs_messages(execution_id: Any, rows: list[ExecutionLog]) -> list[events.Message]:
+    return [events.logs_message(execution_id, [log_line_body(r) for r in rows])] if rows else []
+
+
 def _append_logs(
     execution_id: Any,
     lines: list[LogLine],
@@ -358,20 +366,16 @@ def _append_logs(
 ) -> tuple[int, bool] | None:
     """Store lines with gap-free seqs (the counter row lock orders writers); publish after commit.
 
-    `changes` are applied to the execution row in the same UPDATE (guarded by `lease_owner`
+    `changes` are applied to the execution row in the same write (guarded by `lease_owner`
     when given), which returns `(next_log_seq, cancel_requested)`; None means the guard failed
-    and nothing was written. Must run inside a transaction.
+    and nothing was written.
     """
-    count = len(lines)
-    returned = statements.update_execution(
-        execution_id, log_lines=count, changes=changes or {}, lease_owner=lease_owner
+    rows = _log_rows(execution_id, lines)
+    returned = statements.write_run(
+        execution_id, changes=changes or {}, logs=rows, lease_owner=lease_owner
     )
-    if returned is None or count == 0:
-        return returned
-    first = returned[0] - count
-    rows = [_log_row(execution_id, first + index, line) for index, line in enumerate(lines)]
-    insert_objects(rows)
-    events.publish_on_commit([events.logs_message(execution_id, [log_line_body(r) for r in rows])])
+    if returned is not None:
+        events.publish_on_commit(_logs_messages(execution_id, rows))
     return returned
 
 
@@ -436,10 +440,18 @@ class DatabaseRunStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def _write_nodes(self, nodes: list[NodeState]) -> list[events.Message]:
-        if not nodes:
-            return []
-        rows = [
+    def _write(
+        self, nodes: list[NodeState], logs: list[LogLine], **execution_changes: Any
+    ) -> list[events.Message]:
+        """Guarded write of node runs, log lines and execution fields (`statements.write_run`).
+
+        Returns the messages to publish once it is committed: the lines, then node states.
+        """
+        changes = execution_changes or {"lease_expires_at": self._lease_until()}
+        # Every node run exists (loaded at claim), so its upsert only ever updates: one
+        # INSERT ... ON CONFLICT DO UPDATE, where bulk_update builds a CASE per field and row
+        # (profiled: 3 ms per node on a 500-node chain, most of it building expressions).
+        runs = [
             NodeRun(
                 pk=self.node_pks[state.node_id],
                 execution_id=self.execution.pk,
@@ -449,11 +461,19 @@ class DatabaseRunStore:
             )
             for state in nodes
         ]
-        # Every row exists (loaded at claim), so this upsert only ever updates: one
-        # INSERT ... ON CONFLICT DO UPDATE, where bulk_update builds a CASE per field and row
-        # (profiled: 3 ms per node on a 500-node chain, most of it building expressions).
-        insert_objects(rows, update_fields=NODE_RUN_STATE_FIELDS)
-        return [
+        rows = _log_rows(self.execution.pk, logs)
+        returned = statements.write_run(
+            self.execution.pk,
+            changes=changes,
+            logs=rows,
+            node_runs=runs,
+            lease_owner=self.lease_owner,
+        )
+        if returned is None:
+            raise LeaseLost
+        # The same UPDATE read the cancel flag: no extra query to notice a cancel.
+        self._cancel = self._cancel or bool(returned[1])
+        return _logs_messages(self.execution.pk, rows) + [
             events.status_message(
                 self.execution.pk,
                 ExecutionStatus.RUNNING,
@@ -463,24 +483,8 @@ class DatabaseRunStore:
             for state in nodes
         ]
 
-    def _write(
-        self, nodes: list[NodeState], logs: list[LogLine], **execution_changes: Any
-    ) -> list[events.Message]:
-        """Guarded write of node runs, log lines and execution fields, in one transaction."""
-        changes = execution_changes or {"lease_expires_at": self._lease_until()}
-        returned = _append_logs(
-            self.execution.pk, logs, lease_owner=self.lease_owner, changes=changes
-        )
-        if returned is None:
-            raise LeaseLost
-        # The same UPDATE read the cancel flag: no extra query to notice a cancel.
-        self._cancel = self._cancel or bool(returned[1])
-        return self._write_nodes(nodes)
-
     def checkpoint(self, *, nodes: list[NodeState], logs: list[LogLine]) -> bool:
-        with transaction.atomic():
-            messages = self._write(nodes, logs)
-            events.publish_on_commit(messages)
+        events.publish_on_commit(self._write(nodes, logs))
         return self._cancel
 
     def finish(
@@ -495,41 +499,40 @@ class DatabaseRunStore:
         now = timezone.now()
         started = self.execution.started_at or now
         duration_ms = max(int((now - started).total_seconds() * 1000), 0)
-        with transaction.atomic():
-            messages = self._write(
-                nodes,
-                logs,
-                status=status,
-                output=output,
-                error=error,
-                finished_at=now,
-                duration_ms=duration_ms,
-                lease_owner="",
-                lease_expires_at=None,
-                wake_at=None,
+        messages = self._write(
+            nodes,
+            logs,
+            status=status,
+            output=output,
+            error=error,
+            finished_at=now,
+            duration_ms=duration_ms,
+            lease_owner="",
+            lease_expires_at=None,
+            wake_at=None,
+        )
+        messages.append(events.status_message(self.execution.pk, status))
+        messages.append(
+            events.complete_message(
+                self.execution.pk,
+                status,
+                duration_ms,
+                output,
+                notify_channel=self.execution.notify_channel,
             )
-            messages.append(events.status_message(self.execution.pk, status))
+        )
+        if status == ExecutionStatus.FAILED:
+            workflow = self.execution.workflow
             messages.append(
-                events.complete_message(
-                    self.execution.pk,
-                    status,
-                    duration_ms,
-                    output,
-                    notify_channel=self.execution.notify_channel,
+                events.failure_notification(
+                    owner_id=workflow.owner_id,
+                    execution_id=self.execution.pk,
+                    workflow_id=workflow.pk,
+                    workflow_name=workflow.name,
+                    error=error,
                 )
             )
-            if status == ExecutionStatus.FAILED:
-                workflow = self.execution.workflow
-                messages.append(
-                    events.failure_notification(
-                        owner_id=workflow.owner_id,
-                        execution_id=self.execution.pk,
-                        workflow_id=workflow.pk,
-                        workflow_name=workflow.name,
-                        error=error,
-                    )
-                )
-            events.publish_on_commit(messages)
+        events.publish_on_commit(messages)
 
     def wait(self, *, wake_at: dt.datetime, nodes: list[NodeState], logs: list[LogLine]) -> None:
         with transaction.atomic():
@@ -656,19 +659,19 @@ def execution_run(*, execution_id: str, heartbeat: bool = True) -> Outcome | Non
     """Claim the execution and advance it as far as it goes; idempotent, safe to repeat."""
     lease_owner = _new_lease_owner()
     claimed_at = timezone.now()
-    # One statement claims the run and reads its row back. The version's graph comes from the
-    # plan cache and the workflow only when needed (a failure notification, a credential):
-    # loading and parsing their JSON costs every run.
-    execution = statements.claim_execution(
+    # One statement claims the run and reads its row and node runs back. The version's graph
+    # comes from the plan cache and the workflow only when needed (a failure notification, a
+    # credential): loading and parsing their JSON costs every run.
+    claimed = statements.claim_execution(
         execution_id,
         lease_owner=lease_owner,
         now=claimed_at,
         lease_expires_at=claimed_at + dt.timedelta(seconds=settings.EXECUTION_LEASE_SECONDS),
     )
-    if execution is None:
+    if claimed is None:
         _reschedule_unclaimed(execution_id)
         return None
-    rows = statements.node_runs_of(execution.pk)
+    execution, rows = claimed
     store = DatabaseRunStore(
         execution=execution, lease_owner=lease_owner, node_pks={r["node_id"]: r["id"] for r in rows}
     )

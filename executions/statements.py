@@ -8,32 +8,53 @@ on `autoflow.statements` (which also inserts the run's rows: `insert_objects`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from functools import cache
+from collections.abc import Mapping, Sequence
+from functools import cache, lru_cache
 from typing import Any
 
+from django.db import transaction
+
 from autoflow.statements import (
+    MAX_PARAMS_POSTGRESQL,
+    STATEMENT_CACHE_SIZE,
     columns_sql,
     connection_for,
     convert_rows,
     execute,
     fields_of,
+    insert_objects,
+    mark_saved,
     pk_of,
     prepared_key,
+    row_params,
+    typed_row_sql,
 )
-from executions.models import NODE_RUN_STATE_FIELDS, Execution, ExecutionStatus, NodeRun
+from executions.models import (
+    NODE_RUN_STATE_FIELDS,
+    Execution,
+    ExecutionLog,
+    ExecutionStatus,
+    NodeRun,
+)
 from workflows.models import Workflow
 
 # --- The execution row ------------------------------------------------------------------------
 
 
+EXECUTION_ALL = tuple(field.attname for field in Execution._meta.concrete_fields)
+NODE_RUN_READ = ("id", "node_id", "type", *NODE_RUN_STATE_FIELDS)
+
+
 @cache
-def _claim_sql(using: str) -> tuple[str, tuple[str, ...]]:
+def _claim_sql(using: str) -> str:
+    """The claim, and on PostgreSQL the run's node runs after its row in the same statement.
+
+    Row 1 is the claimed execution (NULL node columns), the rest its node runs in graph order
+    (NULL execution columns): one round trip, each value read once.
+    """
     connection = connection_for(using)
     quote = connection.ops.quote_name
-    names = tuple(field.attname for field in Execution._meta.concrete_fields)
-    fields = list(Execution._meta.concrete_fields)
-    sql = (
+    claim = (
         f"UPDATE {quote(Execution._meta.db_table)} SET "  # noqa: S608
         "recovery_count = CASE WHEN status = %s THEN recovery_count + 1 "
         "ELSE recovery_count END, "
@@ -41,9 +62,41 @@ def _claim_sql(using: str) -> tuple[str, tuple[str, ...]]:
         "started_at = COALESCE(started_at, %s), wake_at = NULL "
         "WHERE id = %s AND (status = %s OR (status = %s AND wake_at <= %s) "
         "OR (status = %s AND lease_expires_at < %s)) "
-        f"RETURNING {columns_sql(connection, fields)}"
+        f"RETURNING {columns_sql(connection, Execution._meta.concrete_fields)}"
     )
-    return sql, names
+    if connection.vendor != "postgresql":
+        return claim
+    return _row_and_node_runs_sql(using, claim, len(EXECUTION_ALL), NODE_RUN_READ)
+
+
+def _row_and_node_runs_sql(
+    using: str, row_sql: str, row_width: int, run_names: tuple[str, ...]
+) -> str:
+    """`row_sql` (one execution's row, `id` first) and then its node runs, in one statement.
+
+    Row 1 is `part, place` and the execution's `row_width` columns (NULL node-run columns),
+    the rest the node runs in graph order (NULL execution columns): one round trip and one
+    snapshot, each value read once (`_split_row_and_node_runs`).
+    """
+    connection = connection_for(using)
+    quote = connection.ops.quote_name
+    no_runs = ", ".join(["NULL"] * len(run_names))
+    no_row = ", ".join(["NULL"] * row_width)
+    runs = columns_sql(connection, fields_of(NodeRun, run_names))
+    return (
+        f"WITH execution_row AS ({row_sql}) "  # noqa: S608
+        f"SELECT 0 AS part, 0 AS place, execution_row.*, {no_runs} FROM execution_row "
+        f"UNION ALL SELECT 1, {quote('position')}, {no_row}, {runs} "
+        f"FROM {quote(NodeRun._meta.db_table)} "
+        f"WHERE {quote('execution_id')} = (SELECT {quote('id')} FROM execution_row) "
+        "ORDER BY part, place"
+    )
+
+
+def _split_row_and_node_runs(
+    rows: list[tuple[Any, ...]], row_width: int
+) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+    return rows[0][2 : 2 + row_width], [row[2 + row_width :] for row in rows[1:]]
 
 
 def claim_execution(
@@ -53,14 +106,14 @@ def claim_execution(
     now: dt.datetime,
     lease_expires_at: dt.datetime,
     using: str = "default",
-) -> Execution | None:
+) -> tuple[Execution, list[dict[str, Any]]] | None:
     """Take a queued, due, or abandoned run with one conditional UPDATE that reads it back.
 
-    A run taken over from a lapsed lease counts one more recovery. None when another worker
-    holds it, it is not due yet, or it is finished.
+    Returns the run and its node runs (`node_runs_of`'s dicts). A run taken over from a lapsed
+    lease counts one more recovery. None when another worker holds it, it is not due yet, or
+    it is finished.
     """
     connection = connection_for(using)
-    sql, names = _claim_sql(using)
     pk = pk_of(Execution)
     at = Execution._meta.get_field("lease_expires_at")
     at_now = at.get_db_prep_save(now, connection)
@@ -78,10 +131,19 @@ def claim_execution(
         running,
         at_now,
     ]
-    rows = execute(using, sql, params)
+    rows = execute(using, _claim_sql(using), params)
     if not rows:
         return None
-    return Execution.from_db(using, list(names), convert_rows(using, Execution, names, rows)[0])
+    if connection.vendor != "postgresql":
+        execution_row, run_rows = rows[0], None
+    else:
+        execution_row, run_rows = _split_row_and_node_runs(rows, len(EXECUTION_ALL))
+    [values] = convert_rows(using, Execution, EXECUTION_ALL, [execution_row])
+    execution = Execution.from_db(using, list(EXECUTION_ALL), values)
+    if run_rows is None:
+        return execution, node_runs_of(execution.pk, using=using)
+    converted = convert_rows(using, NodeRun, NODE_RUN_READ, run_rows)
+    return execution, [dict(zip(NODE_RUN_READ, row, strict=True)) for row in converted]
 
 
 @cache
@@ -98,6 +160,26 @@ def _guarded_update_sql(using: str, names: tuple[str, ...], guarded: bool) -> st
     )
 
 
+def _update_params(
+    execution_id: object,
+    names: tuple[str, ...],
+    changes: Mapping[str, Any],
+    log_lines: int,
+    lease_owner: str | None,
+    using: str,
+) -> list[Any]:
+    connection = connection_for(using)
+    fields = fields_of(Execution, names)
+    params: list[Any] = [log_lines]
+    params += [
+        f.get_db_prep_save(changes[n], connection) for f, n in zip(fields, names, strict=True)
+    ]
+    params.append(pk_of(Execution).get_db_prep_value(execution_id, connection))
+    if lease_owner is not None:
+        params += [ExecutionStatus.RUNNING, lease_owner]
+    return params
+
+
 def update_execution(
     execution_id: object,
     *,
@@ -111,17 +193,8 @@ def update_execution(
     With `lease_owner`, only while that worker holds the running execution. Returns
     `(next_log_seq, cancel_requested)`, or None when no row matched.
     """
-    connection = connection_for(using)
     names = tuple(changes)
-    fields = fields_of(Execution, names)
-    pk = pk_of(Execution)
-    params: list[Any] = [log_lines]
-    params += [
-        f.get_db_prep_save(changes[n], connection) for f, n in zip(fields, names, strict=True)
-    ]
-    params.append(pk.get_db_prep_value(execution_id, connection))
-    if lease_owner is not None:
-        params += [ExecutionStatus.RUNNING, lease_owner]
+    params = _update_params(execution_id, names, changes, log_lines, lease_owner, using)
     sql = _guarded_update_sql(using, names, lease_owner is not None)
     rows = execute(using, sql, params)
     if not rows:
@@ -130,10 +203,107 @@ def update_execution(
     return int(next_seq), bool(cancel)
 
 
-# --- Node runs --------------------------------------------------------------------------------
+# --- A run's write: its row, new log lines, node runs ----------------------------------------
 
-NODE_RUN_READ = ("id", "node_id", "type", *NODE_RUN_STATE_FIELDS)
+# A log line's columns but its seq, which comes from the execution row's counter.
+LOG_VALUES = ("execution_id", "ts", "level", "node_id", "message", "data")
 NODE_RUN_ALL = tuple(field.attname for field in NodeRun._meta.concrete_fields)
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)  # one entry per changed-fields and row-count shape
+def _write_run_sql(
+    using: str, names: tuple[str, ...], guarded: bool, log_rows: int, node_rows: int
+) -> str:
+    """The guarded UPDATE as a CTE; the inserts select from it, so no row means no insert."""
+    connection = connection_for(using)
+    quote = connection.ops.quote_name
+    parts = [f"run AS ({_guarded_update_sql(using, names, guarded)})"]
+    if log_rows:
+        fields = fields_of(ExecutionLog, LOG_VALUES)
+        row = typed_row_sql(connection, fields)
+        # The literal ordinal numbers the lines within the seqs the UPDATE reserved.
+        values = ", ".join(f"({n}, {row})" for n in range(log_rows))
+        parts.append(
+            f"logs AS (INSERT INTO {quote(ExecutionLog._meta.db_table)} "  # noqa: S608
+            f"({columns_sql(connection, fields)}, {quote('seq')}) "
+            f"SELECT {_aliases(fields, 'v.')}, run.next_log_seq - {log_rows} + v.ordinal "
+            f"FROM run, (VALUES {values}) AS v(ordinal, {_aliases(fields)}))"
+        )
+    if node_rows:
+        fields = fields_of(NodeRun, NODE_RUN_ALL)
+        values = ", ".join([f"({typed_row_sql(connection, fields)})"] * node_rows)
+        updates = ", ".join(
+            f"{quote(str(f.column))} = EXCLUDED.{quote(str(f.column))}"
+            for f in fields_of(NodeRun, NODE_RUN_STATE_FIELDS)
+        )
+        parts.append(
+            f"node_runs AS (INSERT INTO {quote(NodeRun._meta.db_table)} "  # noqa: S608
+            f"({columns_sql(connection, fields)}) "
+            f"SELECT {_aliases(fields, 'v.')} FROM run, (VALUES {values}) AS v({_aliases(fields)})"
+            f" ON CONFLICT ({quote(str(pk_of(NodeRun).column))}) DO UPDATE SET {updates})"
+        )
+    return f"WITH {', '.join(parts)} SELECT next_log_seq, cancel_requested FROM run"  # noqa: S608
+
+
+def _aliases(fields: Sequence[object], prefix: str = "") -> str:
+    return ", ".join(f"{prefix}c{n}" for n in range(len(fields)))
+
+
+def write_run(
+    execution_id: object,
+    *,
+    changes: Mapping[str, Any],
+    logs: Sequence[ExecutionLog] = (),
+    node_runs: Sequence[NodeRun] = (),
+    lease_owner: str | None = None,
+    using: str = "default",
+) -> tuple[int, bool] | None:
+    """Apply `changes` to the run, append `logs` and overwrite `node_runs`' states, atomically.
+
+    The log lines get the next seqs of the run's counter (their `seq` is set here). With
+    `lease_owner`, nothing is written unless that worker holds the running execution. Returns
+    `(next_log_seq, cancel_requested)`, or None when no row matched. On PostgreSQL this is one
+    statement, one round trip (a run's every checkpoint and its end write through here);
+    elsewhere the same writes one after the other in a transaction.
+    """
+    connection = connection_for(using)
+    params_needed = len(changes) + 4 + len(logs) * len(LOG_VALUES)
+    params_needed += len(node_runs) * len(NODE_RUN_ALL)
+    if connection.vendor != "postgresql" or params_needed > MAX_PARAMS_POSTGRESQL:
+        with transaction.atomic(using=using, savepoint=False):
+            returned = update_execution(
+                execution_id,
+                log_lines=len(logs),
+                changes=changes,
+                lease_owner=lease_owner,
+                using=using,
+            )
+            if returned is not None:
+                _number(logs, returned[0])
+                insert_objects(logs, using=using)
+                insert_objects(node_runs, update_fields=NODE_RUN_STATE_FIELDS, using=using)
+        return returned
+    names = tuple(changes)
+    params = _update_params(execution_id, names, changes, len(logs), lease_owner, using)
+    params += row_params(logs, fields_of(ExecutionLog, LOG_VALUES), connection)
+    params += row_params(node_runs, fields_of(NodeRun, NODE_RUN_ALL), connection)
+    sql = _write_run_sql(using, names, lease_owner is not None, len(logs), len(node_runs))
+    rows = execute(using, sql, params)
+    if not rows:
+        return None
+    next_seq, cancel = convert_rows(using, Execution, ("next_log_seq", "cancel_requested"), rows)[0]
+    _number(logs, int(next_seq))
+    mark_saved([*logs, *node_runs], using)
+    return int(next_seq), bool(cancel)
+
+
+def _number(logs: Sequence[ExecutionLog], next_seq: int) -> None:
+    first = next_seq - len(logs)
+    for index, row in enumerate(logs):
+        row.seq = first + index
+
+
+# --- Node runs --------------------------------------------------------------------------------
 
 
 @cache
@@ -146,43 +316,33 @@ def _node_runs_sql(using: str, names: tuple[str, ...]) -> str:
     )
 
 
-def _node_run_rows(execution_id: object, names: tuple[str, ...], using: str) -> list[list[Any]]:
-    connection = connection_for(using)
-    pk = pk_of(Execution)
-    sql = _node_runs_sql(using, names)
-    rows = execute(using, sql, [pk.get_db_prep_value(execution_id, connection)])
-    return convert_rows(using, NodeRun, names, rows or [])
-
-
 def node_runs_of(execution_id: object, *, using: str = "default") -> list[dict[str, Any]]:
     """An execution's node runs in graph order, as dicts of `NODE_RUN_READ`."""
-    rows = _node_run_rows(execution_id, NODE_RUN_READ, using)
-    return [dict(zip(NODE_RUN_READ, row, strict=True)) for row in rows]
-
-
-def node_run_models_of(execution_id: object, *, using: str = "default") -> list[NodeRun]:
-    """An execution's node runs in graph order, as whole `NodeRun` instances."""
-    rows = _node_run_rows(execution_id, NODE_RUN_ALL, using)
-    return [NodeRun.from_db(using, list(NODE_RUN_ALL), row) for row in rows]
+    connection = connection_for(using)
+    prepared = pk_of(Execution).get_db_prep_value(execution_id, connection)
+    rows = execute(using, _node_runs_sql(using, NODE_RUN_READ), [prepared])
+    converted = convert_rows(using, NodeRun, NODE_RUN_READ, rows or [])
+    return [dict(zip(NODE_RUN_READ, row, strict=True)) for row in converted]
 
 
 # --- Reading a run for the API ----------------------------------------------------------------
 
-EXECUTION_ALL = tuple(field.attname for field in Execution._meta.concrete_fields)
-
 
 @cache
-def _execution_and_owner_sql(using: str) -> str:
+def _execution_and_owner_sql(using: str, with_node_runs: bool) -> str:
     connection = connection_for(using)
     quote = connection.ops.quote_name
     execution_table = quote(Execution._meta.db_table)
     workflow_table = quote(Workflow._meta.db_table)
-    return (
+    row = (
         f"SELECT {columns_sql(connection, Execution._meta.concrete_fields)}, "  # noqa: S608
         f"(SELECT {quote('owner_id')} FROM {workflow_table} "
         f"WHERE {workflow_table}.{quote('id')} = {execution_table}.{quote('workflow_id')}) "
         f"FROM {execution_table} WHERE {execution_table}.{quote('id')} = %s"
     )
+    if not with_node_runs:
+        return row
+    return _row_and_node_runs_sql(using, row, len(EXECUTION_ALL) + 1, NODE_RUN_ALL)
 
 
 def execution_and_owner(
@@ -192,13 +352,34 @@ def execution_and_owner(
 
     A malformed id (not a UUID) finds nothing (`autoflow.statements.prepared_key`).
     """
+    found = _read_execution(execution_id, with_node_runs=False, using=using)
+    return None if found is None else (found[0], found[1])
+
+
+def execution_owner_and_node_runs(
+    execution_id: object, *, using: str = "default"
+) -> tuple[Execution, Any, list[NodeRun]] | None:
+    """`execution_and_owner`, and the run's node runs in graph order, in the same statement."""
+    return _read_execution(execution_id, with_node_runs=True, using=using)
+
+
+def _read_execution(
+    execution_id: object, *, with_node_runs: bool, using: str
+) -> tuple[Execution, Any, list[NodeRun]] | None:
     prepared = prepared_key(pk_of(Execution), execution_id, using)
     if prepared is None:
         return None
-    rows = execute(using, _execution_and_owner_sql(using), [prepared])
+    rows = execute(using, _execution_and_owner_sql(using, with_node_runs), [prepared])
     if not rows:
         return None
-    *values, owner_id = rows[0]
+    row, run_rows = rows[0], list[tuple[Any, ...]]()
+    if with_node_runs:
+        row, run_rows = _split_row_and_node_runs(rows, len(EXECUTION_ALL) + 1)
+    *values, owner_id = row
     converted = convert_rows(using, Execution, EXECUTION_ALL, [values])[0]
     [[owner]] = convert_rows(using, Workflow, ("owner_id",), [[owner_id]])
-    return Execution.from_db(using, list(EXECUTION_ALL), converted), owner
+    runs = [
+        NodeRun.from_db(using, list(NODE_RUN_ALL), values)
+        for values in convert_rows(using, NodeRun, NODE_RUN_ALL, run_rows)
+    ]
+    return Execution.from_db(using, list(EXECUTION_ALL), converted), owner, runs

@@ -39,7 +39,7 @@ def test_owners_and_admins_read_an_execution_others_get_not_found(owner, outside
 def test_the_detail_serializes_as_the_orms_prefetch_does(owner, django_assert_num_queries):
     execution = started(owner)
     NodeRun.objects.filter(execution=execution, node_id="a").update(output={"v": [1]})
-    with django_assert_num_queries(2):  # the execution with its owner, then its node runs
+    with django_assert_num_queries(1):  # the execution, its owner and its node runs
         detail = selectors.execution_detail_for_user(user=owner, execution_id=execution.pk)
         ours = ExecutionOutputSerializer(detail).data
     orms = Execution.objects.prefetch_related("node_runs").get(pk=execution.pk)

@@ -85,10 +85,16 @@ def test_claim_takes_a_queued_run_once_and_reads_it_back(owner):
     execution = queued(owner)
     now = timezone.now()
     until = now + dt.timedelta(seconds=30)
-    claimed = statements.claim_execution(
-        execution.pk, lease_owner="me", now=now, lease_expires_at=until
-    )
-    assert claimed is not None
+    with CaptureQueriesContext(connection) as queries:
+        taken = statements.claim_execution(
+            execution.pk, lease_owner="me", now=now, lease_expires_at=until
+        )
+    assert taken is not None
+    claimed, runs = taken
+    if connection.vendor == "postgresql":  # the node runs ride the claim's statement
+        assert len(queries) == 1
+    assert runs == statements.node_runs_of(execution.pk)
+    assert [run["node_id"] for run in runs] == ["t"]
     assert (claimed.pk, claimed.status, claimed.lease_owner) == (execution.pk, "running", "me")
     assert claimed.input == {"x": [1, {"y": None}]}
     assert (claimed.started_at, claimed.lease_expires_at, claimed.recovery_count) == (now, until, 0)
@@ -109,11 +115,11 @@ def test_claim_takes_over_a_lapsed_lease_counting_a_recovery_and_waits_for_a_due
         status="running", lease_owner="gone", lease_expires_at=now, started_at=started
     )
     later = now + dt.timedelta(seconds=1)
-    claimed = statements.claim_execution(
+    taken = statements.claim_execution(
         execution.pk, lease_owner="me", now=later, lease_expires_at=later
     )
-    assert claimed is not None
-    assert (claimed.recovery_count, claimed.started_at) == (1, started)
+    assert taken is not None
+    assert (taken[0].recovery_count, taken[0].started_at) == (1, started)
 
     Execution.objects.filter(pk=execution.pk).update(status="waiting", wake_at=later)
     early = statements.claim_execution(
@@ -124,7 +130,22 @@ def test_claim_takes_over_a_lapsed_lease_counting_a_recovery_and_waits_for_a_due
         execution.pk, lease_owner="x", now=later, lease_expires_at=later
     )
     assert due is not None
-    assert (due.recovery_count, due.wake_at) == (1, None)
+    assert (due[0].recovery_count, due[0].wake_at) == (1, None)
+
+
+def test_claim_reads_back_every_node_run_in_graph_order_with_its_values(owner):
+    execution = queued(owner, "b", "a")
+    NodeRun.objects.filter(execution=execution, node_id="a").update(
+        output={"v": [1]}, cached=True, status="succeeded", attempts=2
+    )
+    now = timezone.now()
+    taken = statements.claim_execution(
+        execution.pk, lease_owner="me", now=now, lease_expires_at=now
+    )
+    assert taken is not None
+    assert taken[1] == statements.node_runs_of(execution.pk)
+    assert [run["node_id"] for run in taken[1]] == ["t", "b", "a"]
+    assert (taken[1][2]["output"], taken[1][2]["attempts"]) == ({"v": [1]}, 2)
 
 
 def test_update_execution_reserves_seqs_and_honours_the_lease(owner):
@@ -141,6 +162,115 @@ def test_update_execution_reserves_seqs_and_honours_the_lease(owner):
     assert statements.update_execution(execution.pk, log_lines=0, changes={}) == (5, True)
     stored = Execution.objects.get(pk=execution.pk)
     assert (stored.output, stored.next_log_seq) == ({"a": 1}, 5)
+
+
+def _running(owner, *node_ids: str) -> Execution:
+    execution = queued(owner, *node_ids)
+    Execution.objects.filter(pk=execution.pk).update(status="running", lease_owner="me")
+    return execution
+
+
+def _state(execution: Execution, node_id: str, **values: object) -> NodeRun:
+    pk = NodeRun.objects.get(execution=execution, node_id=node_id).pk
+    return NodeRun(pk=pk, execution_id=execution.pk, node_id=node_id, type="test_emit", **values)
+
+
+def test_write_run_numbers_lines_updates_runs_and_the_row_in_one_statement(owner):
+    execution = _running(owner, "a", "b")
+    finished = timezone.now()
+    lines = [
+        ExecutionLog(execution_id=execution.pk, ts=finished, message="one", data={"k": [1]}),
+        ExecutionLog(
+            execution_id=execution.pk, ts=finished, level="error", node_id="a", message="two"
+        ),
+    ]
+    runs = [
+        _state(
+            execution, "b", status="succeeded", attempts=1, output={"v": "b"}, finished_at=finished
+        )
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        returned = statements.write_run(
+            execution.pk,
+            changes={"output": {"done": True}},
+            logs=lines,
+            node_runs=runs,
+            lease_owner="me",
+        )
+    assert returned == (4, False)  # the queued line took seq 1
+    if connection.vendor == "postgresql":
+        assert len(queries) == 1
+    assert [line.seq for line in lines] == [2, 3]
+    stored = list(
+        ExecutionLog.objects.filter(execution=execution)
+        .order_by("seq")
+        .values_list("seq", "level", "node_id", "message", "data", "ts")
+    )
+    assert stored[1:] == [
+        (2, "info", None, "one", {"k": [1]}, finished),
+        (3, "error", "a", "two", None, finished),
+    ]
+    state = list(
+        NodeRun.objects.filter(execution=execution).values_list(
+            "node_id", "position", "status", "attempts", "output", "finished_at"
+        )
+    )
+    assert state == [
+        ("t", 0, "pending", 0, None, None),
+        ("a", 1, "pending", 0, None, None),
+        ("b", 2, "succeeded", 1, {"v": "b"}, finished),
+    ]
+    row = Execution.objects.get(pk=execution.pk)
+    assert (row.output, row.next_log_seq) == ({"done": True}, 4)
+
+
+def test_write_run_writes_nothing_without_the_lease(owner):
+    execution = _running(owner, "a")
+    line = ExecutionLog(execution_id=execution.pk, message="late")
+    run = _state(execution, "a", status="succeeded")
+    returned = statements.write_run(
+        execution.pk, changes={"status": "succeeded"}, logs=[line], node_runs=[run], lease_owner="x"
+    )
+    assert returned is None
+    assert not ExecutionLog.objects.filter(message="late").exists()
+    assert NodeRun.objects.get(pk=run.pk).status == "pending"
+    assert Execution.objects.get(pk=execution.pk).status == "running"
+
+
+def test_write_run_past_the_parameter_limit_writes_the_same_in_a_transaction(owner, monkeypatch):
+    execution = _running(owner, "a")
+    monkeypatch.setattr(statements, "MAX_PARAMS_POSTGRESQL", 10)
+    lines = [ExecutionLog(execution_id=execution.pk, message=f"m{i}") for i in range(3)]
+    run = _state(execution, "a", status="failed")
+    with CaptureQueriesContext(connection) as queries:
+        returned = statements.write_run(
+            execution.pk, changes={}, logs=lines, node_runs=[run], lease_owner="me"
+        )
+    assert returned == (5, False)
+    assert len([q for q in queries if "WITH" in q["sql"]]) == 0
+    assert list(
+        ExecutionLog.objects.filter(message__startswith="m").values_list("seq", flat=True)
+    ) == [2, 3, 4]
+    assert NodeRun.objects.get(pk=run.pk).status == "failed"
+
+
+def test_starting_an_execution_inserts_its_rows_in_one_statement(owner):
+    workflow = make_workflow(owner, make_graph([{"id": "a", "type": "test_emit"}], [("t", "a")]))
+    services.execution_start(workflow=workflow, trigger="manual", input={}, user=owner)  # warm
+    with CaptureQueriesContext(connection) as queries:
+        execution, _ = services.execution_start(
+            workflow=workflow, trigger="manual", input={"n": 1}, user=owner
+        )
+    if connection.vendor == "postgresql":
+        assert [q["sql"].split()[0] for q in queries] == ["WITH"]
+    assert list(NodeRun.objects.filter(execution=execution).values_list("node_id", "status")) == [
+        ("t", "pending"),
+        ("a", "pending"),
+    ]
+    assert list(ExecutionLog.objects.filter(execution=execution).values_list("seq", "message")) == [
+        (1, "Execution queued")
+    ]
+    assert Execution.objects.get(pk=execution.pk).input == {"n": 1}
 
 
 def test_node_runs_of_lists_the_runs_in_graph_order_with_their_values(owner):
@@ -172,11 +302,18 @@ def test_execution_and_owner_reads_the_row_the_orm_reads_and_its_workflows_owner
     assert statements.execution_and_owner("not-a-uuid") is None
 
 
-def test_node_run_models_of_are_the_orms_instances_in_graph_order(owner):
+def test_execution_owner_and_node_runs_read_the_orms_instances_in_one_statement(owner):
     execution = queued(owner, "b", "a")
     NodeRun.objects.filter(execution=execution, node_id="a").update(output={"v": [1]}, cached=True)
-    runs = statements.node_run_models_of(execution.pk)
+    with CaptureQueriesContext(connection) as queries:
+        found = statements.execution_owner_and_node_runs(str(execution.pk))
+    assert len(queries) == 1
+    assert found is not None
+    row, owner_id, runs = found
+    assert _values(row) == _values(Execution.objects.get(pk=execution.pk))
+    assert owner_id == owner.pk
     expected = NodeRun.objects.filter(execution=execution).order_by("position")
     assert [_values(run) for run in runs] == [_values(run) for run in expected]
     assert [run.node_id for run in runs] == ["t", "b", "a"]
-    assert statements.node_run_models_of(Execution().pk) == []
+    assert statements.execution_owner_and_node_runs(Execution().pk) is None
+    assert statements.execution_owner_and_node_runs("not-a-uuid") is None
