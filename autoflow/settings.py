@@ -157,7 +157,8 @@ elif _database["ENGINE"] in (
     "django.db.backends.postgresql",
     "django.db.backends.postgresql_psycopg2",
 ):
-    _database["ENGINE"] = "django.db.backends.postgresql"
+    # Django's backend; its health check skips the round trip on a quiet socket.
+    _database["ENGINE"] = "autoflow.postgresql"
     _database["CONN_HEALTH_CHECKS"] = True
     # 0: a connection is closed when its request (or task) ends. HTTP requests and WebSocket
     # consumers run on the long-lived threads of autoflow.request_threads and Celery tasks in
@@ -215,7 +216,7 @@ if REDIS_URL:
     }
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "autoflow.channel_layer.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, **CHANNEL_LAYER_CONNECTION}],
                 "capacity": 5000,
