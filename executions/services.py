@@ -24,12 +24,12 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from kombu.pools import producers
@@ -37,7 +37,7 @@ from kombu.pools import producers
 from accounts.models import User
 from autoflow.exceptions import IdempotencyConflict, InvalidState
 from autoflow.statements import insert_together
-from executions import events, statements
+from executions import events, leases, statements
 from executions.executor import (
     Executor,
     LeaseLost,
@@ -415,28 +415,10 @@ class DatabaseRunStore:
         )
         self._cancel = bool(flag and flag[0])
 
-    @contextmanager
-    def heartbeating(self) -> Iterator[None]:
-        stop = threading.Event()
+    def heartbeating(self) -> AbstractContextManager[None]:
+        """Renew the lease while the block runs (`executions.leases`: one thread per process)."""
         interval = max(settings.EXECUTION_LEASE_SECONDS / 3, 0.5)
-
-        def beat() -> None:
-            try:
-                while not stop.wait(interval):
-                    try:
-                        self.heartbeat()
-                    except Exception:  # a database blip: the next beat tries again
-                        logger.warning("execution heartbeat failed", exc_info=True)
-            finally:
-                connections.close_all()  # this thread's own connections only
-
-        thread = threading.Thread(target=beat, name="autoflow-lease", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join(5)
+        return leases.keeper.holding(self, interval)
 
     # -- writes ---------------------------------------------------------------------------
 

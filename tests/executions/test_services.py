@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import threading
 
 import pytest
 from django.utils import timezone
 
 from autoflow.exceptions import IdempotencyConflict, InvalidState
-from executions import services
+from executions import leases, services
 from executions.models import Execution, ExecutionLog, NodeRun
 from executions.selectors import workflow_execution_stats
 from tests.executions.conftest import make_graph, make_workflow
@@ -434,3 +435,14 @@ def test_the_run_task_is_published_with_its_arguments_written_out_not_saferepr(
     assert [(h["task"], h["argsrepr"], h["kwargsrepr"]) for h in published] == [
         ("executions.tasks.run_execution_task", "('7d3c2f0e-0000-4000-8000-000000000001',)", "{}")
     ]
+
+
+def test_runs_hold_their_leases_through_the_processs_one_keeper_thread(owner):
+    workflow = make_workflow(owner, chain(emit("a", 1)))
+    for _ in range(3):
+        execution = start(workflow)
+        services.execution_run(execution_id=str(execution.pk))  # with its heartbeat
+        assert Execution.objects.get(pk=execution.pk).status == "succeeded"
+    keepers = [t for t in threading.enumerate() if t.name == "autoflow-lease"]
+    assert len(keepers) == 1  # one long-lived thread, not one started and joined per run
+    assert leases.keeper.held() == 0
