@@ -20,6 +20,9 @@ from typing import Protocol
 from django.db import connections
 
 logger = logging.getLogger(__name__)
+# With nothing to renew the keeper still wakes this often, so a run registered meanwhile (due
+# an interval later, never under half a second) needs no wake-up call of its own.
+IDLE_WAKE_SECONDS = 0.5
 
 
 class Renewable(Protocol):
@@ -34,6 +37,7 @@ class LeaseKeeper:
         self._changed = threading.Condition()
         self._due: dict[int, tuple[Renewable, float, float]] = {}  # id -> run, interval, at
         self._pid: int | None = None
+        self._wakes_at = 0.0
 
     @contextmanager
     def holding(self, run: Renewable, interval: float) -> Iterator[None]:
@@ -41,8 +45,10 @@ class LeaseKeeper:
         key = id(run)
         with self._changed:
             self._ensure_thread()
-            self._due[key] = (run, interval, time.monotonic() + interval)
-            self._changed.notify()
+            due = time.monotonic() + interval
+            self._due[key] = (run, interval, due)
+            if due < self._wakes_at:  # else the keeper wakes in time anyway: no thread switch
+                self._changed.notify()
         try:
             yield
         finally:
@@ -60,6 +66,7 @@ class LeaseKeeper:
         # A forked child inherits the registry but not the thread: start afresh.
         self._due.clear()
         self._pid = os.getpid()
+        self._wakes_at = 0.0
         threading.Thread(target=self._keep, name="autoflow-lease", daemon=True).start()
 
     def _keep(self) -> None:
@@ -81,8 +88,10 @@ class LeaseKeeper:
                     for key, (run, interval, _) in due:
                         self._due[key] = (run, interval, now + interval)
                     return [run for _, (run, _, _) in due]
-                next_at = min((at for _, _, at in self._due.values()), default=None)
-                self._changed.wait(None if next_at is None else next_at - now)
+                self._wakes_at = min(
+                    (at for _, _, at in self._due.values()), default=now + IDLE_WAKE_SECONDS
+                )
+                self._changed.wait(self._wakes_at - now)
 
 
 keeper = LeaseKeeper()
