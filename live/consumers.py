@@ -27,10 +27,9 @@ from django.db import DatabaseError
 
 from accounts.authentication import api_key_authenticate, user_from_access_token
 from accounts.models import ApiKey, ApiScope, User
-from autoflow.exceptions import NotFound, TokenInvalid
+from autoflow.exceptions import TokenInvalid
 from autoflow.request_threads import RequestThreads
 from executions.events import unbatched
-from executions.selectors import execution_get_for_user
 from live import selectors
 from live.publish import execution_group, user_group, workflow_group
 
@@ -352,28 +351,27 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def _on_subscribe_execution(self, message: dict[str, Any]) -> None:
         execution_id = _required_uuid(message, "execution_id")
         after_seq = _seq(message, "after_seq", required=False)
-        try:
-            await database_sync_to_async(execution_get_for_user)(
-                user=self.current.user, execution_id=execution_id
-            )
-        except NotFound:
+        group = execution_group(execution_id)
+        new = execution_id not in self.executions
+        # Join the group before reading the row: a line committed after the read is then
+        # published to us, and one committed before it is replayed (duplicates dropped). The
+        # handlers drop messages of runs not subscribed here, so joining before the visibility
+        # check, which the same read makes, shows nothing.
+        await self.channel_layer.group_add(group, self.channel_name)
+        snapshot = await database_sync_to_async(selectors.execution_snapshot_for_user)(
+            user=self.current.user, execution_id=execution_id
+        )
+        if snapshot is None:
+            if new:
+                await self.channel_layer.group_discard(group, self.channel_name)
             await self._error("not_found", "Execution not found.")
             return
         previous = self.executions.pop(execution_id, None)
         if previous is not None:
             self._cancel_stall_timer(previous)
         elif len(self.executions) + len(self.workflows) >= self.max_subscriptions:
+            await self.channel_layer.group_discard(group, self.channel_name)
             raise BadMessage(f"At most {self.max_subscriptions} subscriptions per socket.")
-        # Join the group before reading the stored log: a line committed after the read is
-        # then published to us, and one committed before it is replayed (duplicates dropped).
-        await self.channel_layer.group_add(execution_group(execution_id), self.channel_name)
-        snapshot = await database_sync_to_async(selectors.execution_snapshot)(
-            execution_id=execution_id
-        )
-        if snapshot is None:
-            await self.channel_layer.group_discard(execution_group(execution_id), self.channel_name)
-            await self._error("not_found", "Execution not found.")
-            return
         subscription = ExecutionSubscription(
             execution_id=execution_id,
             sent_seq=after_seq,

@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Max, OuterRef, Subquery
-
 from accounts.models import User
 from autoflow.exceptions import NotFound
 from executions.models import Execution, ExecutionLog, NodeRunStatus
+from executions.selectors import execution_get_for_user
 from live.layout import graph_layout
 from workflows.models import Workflow
 from workflows.selectors import workflow_get_for_user
+
+SNAPSHOT_FIELDS = ("id", "workflow_id", "status", "duration_ms", "output", "next_log_seq")
 
 
 @dataclass(frozen=True)
@@ -33,52 +34,41 @@ class ExecutionSnapshot:
     output: Any
 
 
-def execution_last_seq(*, execution_id: uuid.UUID | str) -> int:
-    """The highest log seq stored for an execution (0 when it has logged nothing)."""
-    result = ExecutionLog.objects.filter(execution_id=execution_id).aggregate(last=Max("seq"))
-    return int(result["last"] or 0)
+def last_seq_of(execution: Execution) -> int:
+    """The highest log seq stored for the execution (0 when it has logged nothing).
+
+    Every line takes its seq from the row's counter in the same statement (or transaction)
+    that stores it, so the counter is one past the last stored line in any snapshot.
+    """
+    return max(execution.next_log_seq - 1, 0)
 
 
-def execution_snapshot(*, execution_id: uuid.UUID | str) -> ExecutionSnapshot | None:
-    """The execution's status, output and last stored seq, or None when it is gone."""
-    execution = (
-        Execution.objects.filter(pk=execution_id)
-        .only("id", "workflow_id", "status", "duration_ms", "output")
-        .first()
-    )
-    if execution is None:
-        return None
+def snapshot_of(execution: Execution) -> ExecutionSnapshot:
     return ExecutionSnapshot(
         execution_id=str(execution.pk),
         workflow_id=str(execution.workflow_id),
         status=execution.status,
         is_terminal=execution.is_terminal,
-        last_seq=execution_last_seq(execution_id=execution_id),
+        last_seq=last_seq_of(execution),
         duration_ms=execution.duration_ms,
         output=execution.output,
     )
 
 
+def execution_snapshot_for_user(
+    *, user: User, execution_id: uuid.UUID | str
+) -> ExecutionSnapshot | None:
+    """A visible execution's snapshot, from the one statement that checks it; else None."""
+    try:
+        return snapshot_of(execution_get_for_user(user=user, execution_id=execution_id))
+    except NotFound:
+        return None
+
+
 def execution_snapshots(*, execution_ids: list[str]) -> dict[str, ExecutionSnapshot]:
     """Snapshots of many executions in one query, keyed by id; gone ones are left out."""
-    last = ExecutionLog.objects.filter(execution_id=OuterRef("pk")).order_by("-seq").values("seq")
-    rows = (
-        Execution.objects.filter(pk__in=execution_ids)
-        .annotate(last_seq=Subquery(last[:1]))
-        .only("id", "workflow_id", "status", "duration_ms", "output")
-    )
-    return {
-        str(row.pk): ExecutionSnapshot(
-            execution_id=str(row.pk),
-            workflow_id=str(row.workflow_id),
-            status=row.status,
-            is_terminal=row.is_terminal,
-            last_seq=int(row.last_seq or 0),
-            duration_ms=row.duration_ms,
-            output=row.output,
-        )
-        for row in rows
-    }
+    rows = Execution.objects.filter(pk__in=execution_ids).only(*SNAPSHOT_FIELDS)
+    return {str(row.pk): snapshot_of(row) for row in rows}
 
 
 def log_line_as_dict(line: ExecutionLog) -> dict[str, Any]:
@@ -159,5 +149,5 @@ def execution_live_state(*, execution: Execution) -> dict[str, Any]:
         },
         "layout": layout,
         "nodes": nodes,
-        "last_seq": execution_last_seq(execution_id=execution.pk),
+        "last_seq": last_seq_of(execution),
     }
