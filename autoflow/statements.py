@@ -11,6 +11,7 @@ converters coming out), so they behave the same on PostgreSQL and SQLite.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache, lru_cache
 from typing import Any, TypeVar
@@ -219,7 +220,7 @@ def insert_together(groups: Sequence[Sequence[Model]], *, using: str = "default"
 
     On PostgreSQL the inserts ride one round trip as data-modifying CTEs, a statement that
     is atomic on its own; elsewhere (or past the protocol's parameter limit) they run one
-    after the other in a transaction. Rows referencing each other is fine: PostgreSQL checks
+    after the other in a transaction. Rows may reference each other: PostgreSQL checks
     Django's deferred foreign keys at commit.
     """
     groups = [list(group) for group in groups if group]
@@ -250,7 +251,7 @@ def typed_row_sql(connection: BaseDatabaseWrapper, fields: Sequence[Field[Any, A
     A length (`varchar(8)`) is left out: an explicit cast would cut a value the column then
     refuses (`uuid`, `jsonb`, `timestamp with time zone`, `varchar` as they are).
     """
-    types = [str(field.db_type(connection) or "text").split("(")[0] for field in fields]
+    types = [re.sub(r"\(.*?\)", "", str(field.db_type(connection) or "text")) for field in fields]
     return ", ".join(f"%s::{kind}" for kind in types)
 
 

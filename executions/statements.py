@@ -1,8 +1,9 @@
-"""The run path's hot statements: claim a run, move its row, load its node runs.
+"""The run path's hot statements: claim a run with its node runs, write a run, read one.
 
 Every execution runs the same few statements; through the ORM each call rebuilt and compiled
 its query, about a quarter of a worker's CPU per W1 execution. They are compiled once here,
-on `autoflow.statements` (which also inserts the run's rows: `insert_objects`).
+on `autoflow.statements` (which also inserts a new run's rows: `insert_together`), and on
+PostgreSQL each is one statement, one round trip.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def _claim_sql(using: str) -> str:
 def _row_and_node_runs_sql(
     using: str, row_sql: str, row_width: int, run_names: tuple[str, ...]
 ) -> str:
-    """`row_sql` (one execution's row, `id` first) and then its node runs, in one statement.
+    """`row_sql` (one execution's row, with its `id`) and then its node runs, in one statement.
 
     Row 1 is `part, place` and the execution's `row_width` columns (NULL node-run columns),
     the rest the node runs in graph order (NULL execution columns): one round trip and one
