@@ -358,12 +358,15 @@ class LiveConsumer(AsyncWebsocketConsumer):
         # handlers drop messages of runs not subscribed here, so joining before the visibility
         # check, which the same read makes, shows nothing.
         await self.channel_layer.group_add(group, self.channel_name)
-        snapshot = await database_sync_to_async(selectors.execution_snapshot_for_user)(
-            user=self.current.user, execution_id=execution_id
-        )
-        if snapshot is None:
-            if new:
+        snapshot: selectors.ExecutionSnapshot | None = None
+        try:
+            snapshot = await database_sync_to_async(selectors.execution_snapshot_for_user)(
+                user=self.current.user, execution_id=execution_id
+            )
+        finally:
+            if snapshot is None and new:  # not visible, or the read failed: leave the group
                 await self.channel_layer.group_discard(group, self.channel_name)
+        if snapshot is None:
             await self._error("not_found", "Execution not found.")
             return
         previous = self.executions.pop(execution_id, None)

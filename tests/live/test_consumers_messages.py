@@ -11,9 +11,10 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 from accounts.models import User
+from autoflow.channel_layer import RedisChannelLayer
 from executions.events import batch_message
 from executions.models import Execution
-from live.publish import WorkflowEvent, user_group, workflow_update_publish
+from live.publish import WorkflowEvent, execution_group, user_group, workflow_update_publish
 from tests.live.conftest import (
     access_token,
     add_lines,
@@ -29,6 +30,14 @@ from tests.live.conftest import (
 from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def _in_group(group: str) -> bool:
+    """Whether any socket is in the group, on the Redis layer or the in-memory one."""
+    layer = get_channel_layer()
+    if isinstance(layer, RedisChannelLayer):
+        return await layer.group_has_members(group)
+    return bool(getattr(layer, "groups", {}).get(group))
 
 
 async def assert_silent(comm, seconds: float = 0.3) -> None:
@@ -346,6 +355,8 @@ def test_another_users_execution_is_not_found_and_nothing_leaks(
         assert error["type"] == "error"
         assert error["code"] == "not_found"
         assert str(execution.pk) not in error["message"]
+        # the socket joined the run's group for the read and has left it
+        assert not await _in_group(execution_group(execution.pk))
         # events about it never reach this socket
         await publish(execution.pk, {"type": "execution.status", "status": "failed"})
         await assert_silent(comm)
