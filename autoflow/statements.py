@@ -182,12 +182,6 @@ def mark_saved(objs: Iterable[Model], using: str) -> None:
         obj._state.db = using
 
 
-def _insert_shape(model: type[Model], update_fields: tuple[str, ...]) -> tuple[str, ...]:
-    if update_fields:
-        return tuple(field.attname for field in model._meta.concrete_fields)
-    return _insert_names(model)
-
-
 def insert_objects(
     objs: Sequence[Model], *, update_fields: tuple[str, ...] = (), using: str = "default"
 ) -> None:
@@ -200,7 +194,10 @@ def insert_objects(
         return
     model = type(objs[0])
     connection = connection_for(using)
-    names = _insert_shape(model, update_fields)
+    if update_fields:
+        names = tuple(field.attname for field in model._meta.concrete_fields)
+    else:
+        names = _insert_names(model)
     fields = fields_of(model, names)
     for batch in _batches(connection, list(objs), len(fields)):
         params = row_params(batch, fields, connection)

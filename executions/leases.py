@@ -56,7 +56,7 @@ class LeaseKeeper:
                 self._due.pop(key, None)
 
     def held(self) -> int:
-        """How many runs are registered now (for tests and shutdown)."""
+        """How many runs are registered now."""
         with self._changed:
             return len(self._due)
 

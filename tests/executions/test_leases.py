@@ -53,7 +53,7 @@ def test_many_runs_share_one_thread_and_a_failed_renewal_is_retried():
     keeper = LeaseKeeper()
     for _ in range(20):
         with keeper.holding(Run(), 10.0):
-            pass
+            assert keeper.held() == 1
     assert len(_keepers()) == before + 1
     flaky = Run(fail_first=True)
     with keeper.holding(flaky, 0.05):
