@@ -12,6 +12,7 @@ from django.conf import settings  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
 from autoflow.body_limit import BodySizeLimit  # noqa: E402
+from autoflow.gc_tuning import tune_for_serving  # noqa: E402
 from autoflow.request_threads import OnRequestThreads, RequestThreads  # noqa: E402
 from autoflow.routing import websocket_application  # noqa: E402
 
@@ -25,3 +26,4 @@ application = BodySizeLimit(
     ),
     max_bytes=settings.MAX_REQUEST_BYTES,
 )
+tune_for_serving()  # last: what start-up built is frozen

@@ -185,7 +185,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
+            "BACKEND": "autoflow.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "autoflow",
             "OPTIONS": {

@@ -21,6 +21,10 @@ PRODUCTION = {
 
 
 def _setup(**overrides: str | None) -> subprocess.CompletedProcess[str]:
+    return _run("import django; django.setup()", overrides)
+
+
+def _run(code: str, overrides: dict[str, str | None]) -> subprocess.CompletedProcess[str]:
     env = {
         name: value
         for name, value in os.environ.items()
@@ -34,7 +38,7 @@ def _setup(**overrides: str | None) -> subprocess.CompletedProcess[str]:
         else:
             env[name] = value
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
+        [sys.executable, "-c", code],
         cwd=BASE_DIR,
         env=env,
         capture_output=True,
@@ -47,6 +51,19 @@ def _setup(**overrides: str | None) -> subprocess.CompletedProcess[str]:
 def test_complete_production_configuration_starts():
     result = _setup()
     assert result.returncode == 0, result.stderr
+
+
+def test_production_web_process_tunes_the_collector_and_caches_through_shared_clients():
+    result = _run(
+        "import gc, autoflow.asgi; from django.core.cache import caches; "
+        "print(gc.get_threshold()[0], gc.get_freeze_count(), type(caches['default']).__module__)",
+        {},
+    )
+    assert result.returncode == 0, result.stderr
+    threshold, frozen, cache_module = result.stdout.split()
+    assert int(threshold) == 10_000
+    assert int(frozen) > 50_000  # Django, DRF and the URL conf, loaded by the import
+    assert cache_module == "autoflow.cache"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,28 @@
+"""The garbage collector's settings for a long-running web process.
+
+Under ASGI a Django request ends in reference cycles (the handler cancels its disconnect
+listener, and the exception's traceback holds the request's frames), so its objects are freed
+by the cycle collector, not by reference counting: ~140 tracked objects per webhook call. With
+Python's default thresholds (700, 10, 10) that was a young collection every few requests and,
+under W1 at concurrency 16, a full one every few seconds that walked the ~160,000 objects
+start-up leaves (Django, DRF, the URL conf, the OpenAPI schema) for 140-160 ms with the GIL
+held: ~1 s of collection in a 13 s run, where these settings leave ~0.35 s.
+"""
+
+from __future__ import annotations
+
+import gc
+
+# Young objects allocated (less those freed) before a collection: Python's default is 700.
+YOUNG_GENERATION_THRESHOLD = 10_000
+
+
+def tune_for_serving() -> None:
+    """Move what start-up allocated out of the collector's reach; collect the young less often.
+
+    Call once the application is loaded: frozen objects are never scanned again (and never
+    freed by the collector, which start-up's modules, classes and caches never need).
+    """
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, oldest)
