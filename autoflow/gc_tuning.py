@@ -5,8 +5,9 @@ listener, and the exception's traceback holds the request's frames), so its obje
 by the cycle collector, not by reference counting: ~140 tracked objects per webhook call. With
 Python's default thresholds (700, 10, 10) that was a young collection every few requests and,
 under W1 at concurrency 16, a full one every few seconds that walked the ~160,000 objects
-start-up leaves (Django, DRF, the URL conf, the OpenAPI schema) for 140-160 ms with the GIL
-held: ~1 s of collection in a 13 s run, where these settings leave ~0.35 s.
+importing the application leaves (Django, the apps and their models, the middleware,
+Channels' routing) for 140-160 ms with the GIL held: ~1 s of collection in ~25 s of W1 load,
+where these settings leave ~0.35 s.
 """
 
 from __future__ import annotations
