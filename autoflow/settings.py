@@ -165,7 +165,17 @@ elif _database["ENGINE"] in (
     # pool children, which keep theirs (WORKER_DATABASE_CONN_MAX_AGE); this covers the rest
     # (management commands and other short-lived threads), where connections could pile up.
     _database["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", default=0)
-    _database["OPTIONS"] = {"connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", default=5)}
+    _database["OPTIONS"] = {
+        "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", default=5),
+        # psycopg prepares a statement once it has run 5 times on a connection (its default,
+        # which Django turns off) and PostgreSQL keeps the plan. Only the server-side-bound hot
+        # statements of autoflow.statements qualify (Django's own cursors bind client-side and
+        # never prepare); parsing and planning them was two thirds of PostgreSQL's CPU per
+        # webhook run. Off for a pooler in transaction mode (PgBouncer before 1.21).
+        "prepare_threshold": (
+            5 if env_bool("DATABASE_PREPARED_STATEMENTS", default=True) else None
+        ),
+    }
     # Opt-in: a request whose client disconnects mid-view never returns its pooled connection
     # (Django skips request_finished), and a pool that loses connections ends in PoolTimeout.
     if env_bool("DATABASE_POOL", default=False):

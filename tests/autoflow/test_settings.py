@@ -66,6 +66,14 @@ def test_production_web_process_tunes_the_collector_and_caches_through_shared_cl
     assert cache_module == "autoflow.cache"
 
 
+@pytest.mark.parametrize(("value", "threshold"), [(None, "5"), ("true", "5"), ("false", "None")])
+def test_prepared_statements_are_on_unless_switched_off_for_a_pooler(value, threshold):
+    code = "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'])"
+    result = _run(f"import django; django.setup(); {code}", {"DATABASE_PREPARED_STATEMENTS": value})
+    assert result.returncode == 0, result.stderr
+    assert f"'prepare_threshold': {threshold}" in result.stdout
+
+
 @pytest.mark.parametrize(
     "variable", ["SECRET_KEY", "AUTOFLOW_ENCRYPTION_KEY", "JWT_SIGNING_KEY", "REDIS_URL"]
 )

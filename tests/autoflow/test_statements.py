@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.db.models import Model
 from django.test import RequestFactory
 from rest_framework.request import Request
@@ -62,6 +63,24 @@ def test_get_one_compiles_nothing_through_the_orm(owner, orm_compiles):
     for _ in range(3):
         assert get_one(User, "pk", owner.pk) is not None
     assert orm_compiles == []
+
+
+def _prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's prepared statements")
+def test_a_hot_statement_is_prepared_on_its_connection_and_the_orms_queries_are_not(owner):
+    for _ in range(6):  # psycopg prepares from the sixth run on
+        assert get_one(User, "pk", owner.pk) is not None
+        assert User.objects.filter(pk=owner.pk).count() == 1
+
+    prepared = _prepared_statements()
+    assert [sql for sql in prepared if 'FROM "accounts_user" WHERE "id" = $1' in sql]
+    assert not [sql for sql in prepared if "COUNT(" in sql]  # Django's cursors bind client-side
+    assert get_one(User, "pk", owner.pk) is not None  # the prepared statement runs
 
 
 def _bearer(token: str) -> Request:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -112,8 +113,12 @@ def access_token(user: User) -> str:
 
 
 def short_lived_token(user: User, seconds: float) -> str:
+    """An access token expiring `seconds` from now, rounded up to JWT's whole seconds.
+
+    Rounded down, as `set_exp` does, a 1-second token issued late in a second expires at once.
+    """
     token = AccessToken.for_user(user)
-    token.set_exp(lifetime=timedelta(seconds=seconds))
+    token["exp"] = math.ceil(time.time() + seconds)
     return str(token)
 
 
