@@ -1,5 +1,7 @@
 """Django's PostgreSQL backend, with a health check that skips `SELECT 1` on a quiet socket.
 
+(And a query log that names prepared statements too: see `DatabaseOperations`.)
+
 `CONN_HEALTH_CHECKS` sends `SELECT 1` before the first query of every request and, here,
 every Celery task: a round trip on every API poll, webhook call and run. A connection the
 server ended (a restart, an idle timeout, `pg_terminate_backend`) has something to read on
@@ -13,8 +15,9 @@ TCP to give up.
 from __future__ import annotations
 
 import select
+from typing import Any
 
-from django.db.backends.postgresql import base
+from django.db.backends.postgresql import base, operations
 from psycopg.pq import TransactionStatus
 
 
@@ -25,7 +28,17 @@ def socket_is_quiet(fileno: int) -> bool:
     return not poller.poll(0)
 
 
+class DatabaseOperations(operations.DatabaseOperations):
+    def last_executed_query(self, cursor: Any, sql: str, params: Any) -> str | None:
+        # psycopg keeps no query text for a prepared statement's execution, where Django's
+        # query log (DEBUG, the `django.db.backends` logger) would then show None: show the
+        # statement as sent, with its `$n` placeholders.
+        return super().last_executed_query(cursor, sql, params) or sql
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    ops_class = DatabaseOperations
+
     def close_if_health_check_failed(self) -> None:
         if (
             self.connection is not None

@@ -8,9 +8,11 @@ from typing import Any
 import psycopg
 import pytest
 from django.db import close_old_connections, connection
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
 from autoflow.postgresql.base import socket_is_quiet
+from autoflow.statements import get_one
 from tests.servers import database_url_from_settings
 
 pytestmark = [
@@ -78,3 +80,12 @@ def test_inside_a_transaction_django_decides(monkeypatch: Any):
         connection.rollback()
         connection.set_autocommit(True)
     assert checks == [1]
+
+
+def test_the_query_log_shows_a_prepared_statement_too():
+    user = User.objects.create(email="log@example.com", name="Log")
+    with CaptureQueriesContext(connection) as captured:
+        for _ in range(7):  # prepared from the sixth run on
+            get_one(User, "pk", user.pk)
+    assert len(captured) == 7
+    assert all('FROM "accounts_user" WHERE "id" = $1' in query["sql"] for query in captured)
