@@ -29,7 +29,7 @@ def socket_is_quiet(fileno: int) -> bool:
 
 
 class DatabaseOperations(operations.DatabaseOperations):
-    def last_executed_query(self, cursor: Any, sql: str, params: Any) -> str | None:
+    def last_executed_query(self, cursor: Any, sql: str, params: Any) -> str:
         # psycopg keeps no query text for a prepared statement's execution, where Django's
         # query log (DEBUG, the `django.db.backends` logger) would then show None: show the
         # statement as sent, with its `$n` placeholders.
