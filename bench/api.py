@@ -639,7 +639,10 @@ def profile(endpoint_name: str, requests_count: int = 200) -> None:
     profiler.disable()
     elapsed = (time.perf_counter() - started) / requests_count * 1000
     print(f"{elapsed:.2f} ms per request in process")
-    pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+    stats = pstats.Stats(profiler).sort_stats(os.environ.get("PROFILE_SORT", "cumulative"))
+    stats.print_stats(40)
+    if os.environ.get("PROFILE_CALLERS"):
+        stats.print_callers(os.environ["PROFILE_CALLERS"])
 
 
 def main(argv: list[str]) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import psycopg
 import pytest
 from django.db import connection
 from django.db.models import Model
@@ -15,7 +16,7 @@ from accounts.authentication import JwtAuthentication
 from accounts.models import User
 from accounts.tokens import tokens_issue
 from autoflow.exceptions import TokenInvalid
-from autoflow.statements import get_one
+from autoflow.statements import execute, get_one
 from tests.executions.conftest import make_graph, make_workflow
 from workflows.models import Workflow
 
@@ -81,6 +82,19 @@ def test_a_hot_statement_is_prepared_on_its_connection_and_the_orms_queries_are_
     assert [sql for sql in prepared if 'FROM "accounts_user" WHERE "id" = $1' in sql]
     assert not [sql for sql in prepared if "COUNT(" in sql]  # Django's cursors bind client-side
     assert get_one(User, "pk", owner.pk) is not None  # the prepared statement runs
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="psycopg's cursor")
+def test_a_read_tells_rows_from_none_without_building_column_descriptions(owner, monkeypatch):
+    def refuse(_cursor: Any) -> None:
+        raise AssertionError("description built")
+
+    monkeypatch.setattr(psycopg.RawCursor, "description", property(refuse))
+    assert get_one(User, "pk", owner.pk) is not None
+    assert get_one(User, "pk", uuid.uuid4()) is None
+    assert (
+        execute("default", "UPDATE accounts_user SET name = name WHERE id = %s", [owner.pk]) is None
+    )
 
 
 def _bearer(token: str) -> Request:
