@@ -243,7 +243,10 @@ def _create_execution(
     # One statement on PostgreSQL (atomic on its own): an execute or a webhook call's insert
     # is one round trip, not five with its transaction's BEGIN and COMMIT.
     insert_together([[execution], runs, [first]])
-    events.publish_on_commit([events.logs_message(execution.pk, [log_line_body(first)])])
+    # The first line is not published: nobody can be subscribed to a run that did not exist
+    # (its id is new), and a subscription begins at the lines already stored (`last_seq`).
+    # Publishing it cost the web process a Redis round trip and a wake-up of its publisher
+    # thread per execute or webhook call, to find the group empty.
     execution_enqueue_on_commit(execution_id=execution.pk)
     return execution
 

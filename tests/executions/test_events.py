@@ -75,6 +75,23 @@ def test_failed_run_publishes_logs_status_complete_and_notification(
     assert ("bad", "failed") in node_statuses
 
 
+def test_starting_an_execution_publishes_nothing_and_its_first_line_is_stored(
+    owner, django_capture_on_commit_callbacks, monkeypatch
+):
+    # Nobody can be subscribed to a run whose id is new; subscribers begin at what is stored.
+    sent: list[Any] = []
+    monkeypatch.setattr(publisher, "send", lambda messages: sent.extend(messages))
+    workflow = make_workflow(owner, make_graph([{"id": "a", "type": "test_emit"}], [("t", "a")]))
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        execution, _ = services.execution_start(
+            workflow=workflow, trigger="manual", input={}, user=owner
+        )
+    assert callbacks  # the enqueue ran
+    assert sent == []
+    first = execution.logs.get()
+    assert (first.seq, first.message) == (1, "Execution queued")
+
+
 @pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="cross-process layer needs Redis")
 def test_a_failed_publish_does_not_stop_the_next_one():
     # given: a message the layer cannot serialise, then a good one for another group
