@@ -131,7 +131,7 @@ def _seed_database() -> None:
     import uuid
 
     from django.contrib.auth.hashers import make_password
-    from django.db import connection, transaction
+    from django.db import transaction
     from django.utils import timezone
 
     from accounts.models import User
@@ -295,8 +295,6 @@ def _seed_database() -> None:
             ],
             node_runs,
         )
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
 
 
 def _clear_previous_writes(writer: Any) -> None:
@@ -325,6 +323,20 @@ def _clear_previous_writes(writer: Any) -> None:
     Workflow.objects.filter(owner=writer).delete()
 
 
+def _vacuum() -> None:
+    """Start every run from the same physical state: vacuumed and analysed.
+
+    The seed's bulk inserts and each run's cleanup leave the tables without a visibility map
+    and with dead rows until autovacuum comes by, and the list counts' plans depend on it: the
+    execution list's count took 39 ms as a hash join over every row before a vacuum and 0.6 ms
+    as an index-only nested loop after. A live installation is vacuumed as it goes.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE)")
+
+
 def seed() -> dict[str, str]:
     """Migrate, seed once, and return the tokens and ids the load runs use."""
     import django
@@ -351,6 +363,7 @@ def seed() -> dict[str, str]:
         email=WRITER_EMAIL, defaults={"name": "Bench Writer", "password": make_password(None)}
     )
     _clear_previous_writes(writer)
+    _vacuum()
     target = workflow_create(owner=writer, name="bench execute", graph=simple_graph("bench"))
     workflow_id = (
         Workflow.objects.filter(owner=reader).order_by("-updated_at").values_list("pk", flat=True)
