@@ -80,13 +80,17 @@ def test_starting_an_execution_publishes_nothing_and_its_first_line_is_stored(
 ):
     # Nobody can be subscribed to a run whose id is new; subscribers begin at what is stored.
     sent: list[Any] = []
+    enqueued: list[str] = []
     monkeypatch.setattr(publisher, "send", lambda messages: sent.extend(messages))
+    monkeypatch.setattr(
+        services, "_enqueue_now", lambda execution_id, _: enqueued.append(execution_id)
+    )
     workflow = make_workflow(owner, make_graph([{"id": "a", "type": "test_emit"}], [("t", "a")]))
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+    with django_capture_on_commit_callbacks(execute=True):
         execution, _ = services.execution_start(
             workflow=workflow, trigger="manual", input={}, user=owner
         )
-    assert callbacks  # the enqueue ran
+    assert enqueued == [str(execution.pk)]  # every commit hook ran
     assert sent == []
     first = execution.logs.get()
     assert (first.seq, first.message) == (1, "Execution queued")
