@@ -32,7 +32,7 @@ class DatabaseOperations(operations.DatabaseOperations):
     def last_executed_query(self, cursor: Any, sql: str, params: Any) -> str:
         # psycopg keeps no query text for a prepared statement's execution, where Django's
         # query log (DEBUG, the `django.db.backends` logger) would then show None: show the
-        # statement as sent, with its `$n` placeholders.
+        # statement as sent, its parameters numbered ($1, $2, ...) as PostgreSQL numbers them.
         return super().last_executed_query(cursor, sql, params) or sql
 
 
