@@ -139,6 +139,14 @@ def test_cors_allows_the_configured_origin(anon_client):
     assert "X-Request-ID" in simple["Access-Control-Expose-Headers"]
 
 
+def test_cors_covers_the_api_only(anon_client):
+    api = anon_client.get("/api/schema", HTTP_ORIGIN="http://localhost:5173")
+    assert api["Access-Control-Allow-Origin"] == "http://localhost:5173"
+    for path in ("/health", "/admin/login/"):
+        page = anon_client.get(path, HTTP_ORIGIN="http://localhost:5173")
+        assert "Access-Control-Allow-Origin" not in page
+
+
 def test_cors_refuses_other_origins(anon_client):
     response = anon_client.options(
         "/api/auth/login",
