@@ -18,12 +18,11 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from autoflow.exceptions import InvalidState
-from autoflow.statements import insert_objects
 from executions.models import Execution, ExecutionTrigger
 from executions.services import execution_start
 from nodes.builtin.trigger import TriggerParams
 from triggers.config import trigger_params
-from workflows.models import WebhookCall, Workflow
+from workflows.models import Workflow
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +54,6 @@ def webhook_token_rotate(*, workflow: Workflow) -> Workflow:
     workflow.webhook_token = webhook_token_new()
     Workflow.objects.filter(pk=workflow.pk).update(webhook_token=workflow.webhook_token)
     return workflow
-
-
-def webhook_call_record(
-    *, workflow_id: uuid.UUID, method: str, status: int, execution_id: uuid.UUID | None = None
-) -> None:
-    """Store one webhook call and what it answered (the "why 404?" trail)."""
-    call = WebhookCall(
-        workflow_id=workflow_id, method=method[:10], status=status, execution_id=execution_id
-    )
-    insert_objects([call])  # one per call: skip the ORM's per-call compile
 
 
 def schedule_task_name(workflow_id: uuid.UUID | str) -> str:

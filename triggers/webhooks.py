@@ -1,11 +1,13 @@
 """`/api/hooks/{token}`: a plain async Django view, so a call that waits holds no thread.
 
-The synchronous work (lookup, rate limit, signature, parse, start, record) happens in one
-hop to the request's long-lived thread (`autoflow.request_threads`), which keeps its database
-connection between requests. With `respond: "on_complete"` the view then waits for the
-execution's `execution.complete` message (`executions.completions`: one Redis pub/sub
-connection per web process, or the embedded worker's own publisher), re-checking the database
-every half second (live delivery is best-effort), bounded by `WEBHOOK_RESPOND_TIMEOUT_SECONDS`.
+The synchronous work (lookup, rate limit, signature, parse, start) happens in one hop to the
+request's long-lived thread (`autoflow.request_threads`), which keeps its database connection
+between requests. With `respond: "on_complete"` the view then waits for the execution's
+`execution.complete` message (`executions.completions`: one Redis pub/sub connection per web
+process, or the embedded worker's own publisher), re-checking the database every half second
+(live delivery is best-effort), bounded by `WEBHOOK_RESPOND_TIMEOUT_SECONDS`; a message that
+says the run succeeded carries its output, so that answer needs no second hop. Each call's
+record is queued for `triggers.call_log`'s batched writes.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ from autoflow.statements import get_one
 from executions import completions
 from executions.models import TERMINAL_STATUSES, Execution, ExecutionStatus, ExecutionTrigger
 from executions.services import execution_start
+from triggers.call_log import call_log
 from triggers.config import trigger_params
-from triggers.services import webhook_call_record
 from workflows.models import Workflow
 
 SIGNATURE_HEADER = "X-AutoFlow-Signature"
@@ -186,26 +188,27 @@ def _accept(request: HttpRequest, token: str, planned_id: uuid.UUID, channel: st
         # Rate-limited calls are not recorded: a flood must not become a flood of rows. A
         # waiting call is recorded once it knows what it answered.
         if status != 429 and not record_later:
-            webhook_call_record(
+            call_log.add(
                 workflow_id=workflow.pk, method=method, status=status, execution_id=execution_id
             )
 
 
-def _finish(accepted: Accepted, method: str, completion: dict[str, Any] | None) -> HttpResponse:
-    """Answer a waiting call (from its completion message, else the row); record the answer."""
+def _stored_outcome(execution_id: uuid.UUID) -> dict[str, Any] | None:
+    found = Execution.objects.filter(pk=execution_id).values("status", "output", "error").first()
+    return dict(found) if found is not None else None
+
+
+async def _outcome(accepted: Accepted, completion: dict[str, Any] | None) -> dict[str, Any] | None:
+    """How the run ended: from its completion message when that carries it, else its row."""
     if completion is not None and completion.get("status") == ExecutionStatus.SUCCEEDED:
         # The message carries the stored output: no need to read the row back.
-        row: dict[str, Any] | None = {
-            "status": completion["status"],
-            "output": completion["output"],
-        }
-    else:
-        found = (
-            Execution.objects.filter(pk=accepted.execution_id)
-            .values("status", "output", "error")
-            .first()
-        )
-        row = dict(found) if found is not None else None
+        return {"status": completion["status"], "output": completion["output"]}
+    outcome: dict[str, Any] | None = await sync_to_async(_stored_outcome)(accepted.execution_id)
+    return outcome
+
+
+def _answer(accepted: Accepted, row: dict[str, Any] | None) -> HttpResponse:
+    """The waiting call's answer: the output, the failure, or still 202."""
     status = row["status"] if row else accepted.status
     response: HttpResponse
     if status == ExecutionStatus.SUCCEEDED and row is not None:
@@ -221,12 +224,6 @@ def _finish(accepted: Accepted, method: str, completion: dict[str, Any] | None) 
         response = JsonResponse(
             {"execution_id": str(accepted.execution_id), "status": status}, status=202
         )
-    webhook_call_record(
-        workflow_id=accepted.workflow_id,
-        method=method,
-        status=response.status_code,
-        execution_id=accepted.execution_id,
-    )
     return response
 
 
@@ -295,6 +292,13 @@ async def webhook_receive(request: HttpRequest, token: str) -> HttpResponse:
     finally:
         _unsubscribe(waiter)
     try:
-        return await sync_to_async(_finish)(accepted, request.method or "GET", completion)
+        response = _answer(accepted, await _outcome(accepted, completion))
     except Exception as error:
         return _error_response(error)
+    call_log.add(
+        workflow_id=accepted.workflow_id,
+        method=request.method or "GET",
+        status=response.status_code,
+        execution_id=accepted.execution_id,
+    )
+    return response
