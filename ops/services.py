@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.models import User
 from autoflow.exceptions import GraphInvalid, ValidationFailed
 from executions.models import TERMINAL_STATUSES, Execution, ExecutionStatus
-from workflows.models import Workflow
+from workflows.models import WebhookCall, Workflow
 from workflows.services import workflow_create
 
 logger = logging.getLogger(__name__)
@@ -77,13 +77,38 @@ def executions_prune(
     return counts
 
 
+def webhook_calls_prune(
+    *,
+    older_than: dt.timedelta,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    now: dt.datetime | None = None,
+) -> int:
+    """Delete webhook call records older than an age, in short batches; how many (would) go."""
+    cutoff = (now or timezone.now()) - older_than
+    rows = WebhookCall.objects.filter(at__lt=cutoff).order_by()
+    if dry_run:
+        return rows.count()
+    size = batch_size or settings.EXECUTION_PRUNE_BATCH_SIZE
+    deleted = 0
+    while batch := list(rows.values_list("pk", flat=True)[:size]):  # each pass deletes rows
+        deleted += WebhookCall.objects.filter(pk__in=batch).delete()[0]
+    return deleted
+
+
 def executions_prune_by_retention(*, dry_run: bool = False) -> dict[str, int]:
-    """Prune with the per-status retention settings; then let PostgreSQL reuse the space."""
+    """Prune with the per-status retention settings; then let PostgreSQL reuse the space.
+
+    Webhook call records (`webhook_calls` in the counts) are kept as long as the longest-kept
+    executions they may point to.
+    """
+    retention = retention_days_by_status()
     counts = executions_prune(
-        older_than={
-            status: dt.timedelta(days=days) for status, days in retention_days_by_status().items()
-        },
+        older_than={status: dt.timedelta(days=days) for status, days in retention.items()},
         dry_run=dry_run,
+    )
+    counts["webhook_calls"] = webhook_calls_prune(
+        older_than=dt.timedelta(days=max(retention.values())), dry_run=dry_run
     )
     if not dry_run and any(counts.values()):
         database_vacuum(tables=_execution_tables())
@@ -93,7 +118,7 @@ def executions_prune_by_retention(*, dry_run: bool = False) -> dict[str, int]:
 def _execution_tables() -> list[str]:
     from executions.models import ExecutionLog, NodeRun
 
-    return [model._meta.db_table for model in (ExecutionLog, NodeRun, Execution)]
+    return [model._meta.db_table for model in (ExecutionLog, NodeRun, Execution, WebhookCall)]
 
 
 def database_vacuum(*, tables: Iterable[str]) -> None:

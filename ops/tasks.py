@@ -9,5 +9,5 @@ from ops.services import executions_prune_by_retention
 
 @shared_task(ignore_result=True)
 def prune_executions_task() -> dict[str, int]:
-    """Delete finished executions past their status's retention (daily through beat)."""
+    """Delete finished executions past their status's retention, and old webhook calls (daily)."""
     return executions_prune_by_retention()

@@ -22,7 +22,7 @@ from executions.models import Execution, ExecutionLog, NodeRun
 from tests.factories import simple_graph
 from tests.ops.conftest import add_node_run, make_execution, make_workflow
 from tests.servers import BASE_DIR, database_url_from_settings, server_env
-from workflows.models import Workflow
+from workflows.models import WebhookCall, Workflow
 
 OPS_COMMANDS = [
     "prune_executions",
@@ -93,6 +93,26 @@ def test_prune_without_age_uses_retention_per_status(owner: User, settings: obje
 
 
 @pytest.mark.django_db
+def test_prune_by_retention_drops_webhook_calls_past_the_longest_retention(owner: User) -> None:
+    # given: executions are kept at most 90 days (failed)
+    workflow = make_workflow(owner)
+    now = timezone.now()
+    for days in (100, 95, 20):
+        WebhookCall.objects.create(
+            workflow=workflow, method="POST", status=202, at=now - dt.timedelta(days=days)
+        )
+
+    dry = _run("prune_executions", "--dry-run")
+    out = _run("prune_executions")
+
+    assert "webhook calls: would delete 2" in dry
+    assert "webhook calls: deleted 2" in out
+    assert "total: deleted 0" in out  # the executions' total counts executions only
+    [kept] = WebhookCall.objects.all()
+    assert now - kept.at < dt.timedelta(days=21)
+
+
+@pytest.mark.django_db
 def test_prune_task_applies_the_retention_settings(owner: User, settings: object) -> None:
     from ops.tasks import prune_executions_task
 
@@ -104,6 +124,7 @@ def test_prune_task_applies_the_retention_settings(owner: User, settings: object
     counts = prune_executions_task()
 
     assert counts["cancelled"] == 1
+    assert counts["webhook_calls"] == 0
     assert list(Execution.objects.values_list("pk", flat=True)) == [kept.pk]
 
 

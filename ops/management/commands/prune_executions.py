@@ -27,7 +27,8 @@ def parse_age(text: str) -> dt.timedelta:
 class Command(BaseCommand):
     help = (
         "Delete finished executions (with their node runs and log) older than an age, in "
-        "batches. Without --older-than, each status keeps EXECUTION_RETENTION_DAYS_<STATUS>."
+        "batches. Without --older-than, each status keeps EXECUTION_RETENTION_DAYS_<STATUS>, "
+        "and webhook call records go after the longest of them."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -64,6 +65,9 @@ class Command(BaseCommand):
         except AppError as error:
             raise CommandError(error.message) from error
         verb = "would delete" if options["dry_run"] else "deleted"
+        calls = counts.pop("webhook_calls", None)
         for status, count in sorted(counts.items()):
             self.stdout.write(f"{status}: {verb} {count}")
         self.stdout.write(f"total: {verb} {sum(counts.values())}")
+        if calls is not None:
+            self.stdout.write(f"webhook calls: {verb} {calls}")
