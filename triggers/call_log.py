@@ -3,7 +3,7 @@
 Every webhook call leaves a row: what it answered, for `GET /api/workflows/{id}/webhook`'s
 `last_calls` (the "why 404?" trail). Written as each call was answered, every row was a
 statement and a commit of its own, and a waiting call took a thread hop after its answer was
-known just to write it: a fifth of PostgreSQL's commits per W1 execution. Here calls wait in
+known just to write it: a quarter of PostgreSQL's commits per W1 execution. Here calls wait in
 memory and one thread per process writes what has gathered, in one statement, at most
 `FLUSH_SECONDS` after the first of them (and at exit). A process killed outright loses at
 most that much of its trail; executions are written elsewhere and never wait here.
