@@ -12,7 +12,6 @@ most that much of its trail; executions are written elsewhere and never wait her
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import threading
 import time
@@ -83,8 +82,12 @@ class CallLog:
             time.sleep(self.flush_seconds)  # what arrives meanwhile joins the same statement
             self._arrived.clear()
             close_old_connections()
-            with contextlib.suppress(DatabaseError):  # logged; the calls stay queued
+            try:
                 self.flush()
+            except DatabaseError:
+                pass  # logged by flush(); the calls stay queued for the next round
+            except Exception:  # the writer must outlive any one batch
+                logger.exception("webhook call log: a batch of calls was lost")
             with self._lock:
                 idle = not self._pending
                 if not idle:

@@ -101,3 +101,29 @@ def test_a_full_log_drops_new_calls_and_says_so(
     assert log.flush() == 2
     assert sorted(WebhookCall.objects.values_list("status", flat=True)) == [200, 202]
     assert "went unrecorded" in caplog.text
+
+
+def test_the_writer_thread_survives_a_batch_it_cannot_write(
+    owner: User, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    workflow = webhook_workflow(owner)
+    log = CallLog(flush_seconds=0.05)
+    real_write = call_log_module._write
+    failures: list[int] = []
+
+    def fails_once(calls: Any) -> int:
+        if not failures:
+            failures.append(len(calls))
+            raise RuntimeError("a bug in one batch")
+        return real_write(calls)
+
+    monkeypatch.setattr(call_log_module, "_write", fails_once)
+    with caplog.at_level(logging.ERROR, logger="triggers.call_log"):
+        _add(log, workflow.pk, 404)
+        wait_for(lambda: failures, timeout=5)
+        _add(log, workflow.pk, 202)
+
+        wait_for(lambda: WebhookCall.objects.filter(status=202).exists(), timeout=5)
+
+    assert "a batch of calls was lost" in caplog.text
+    assert not WebhookCall.objects.filter(status=404).exists()
