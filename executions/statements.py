@@ -44,6 +44,7 @@ from workflows.models import Workflow
 
 EXECUTION_ALL = tuple(field.attname for field in Execution._meta.concrete_fields)
 NODE_RUN_READ = ("id", "node_id", "type", *NODE_RUN_STATE_FIELDS)
+LOG_LINE_READ = ("seq", "ts", "level", "node_id", "message", "data")
 
 
 @cache
@@ -324,6 +325,34 @@ def node_runs_of(execution_id: object, *, using: str = "default") -> list[dict[s
     rows = execute(using, _node_runs_sql(using, NODE_RUN_READ), [prepared])
     converted = convert_rows(using, NodeRun, NODE_RUN_READ, rows or [])
     return [dict(zip(NODE_RUN_READ, row, strict=True)) for row in converted]
+
+
+# --- Log lines ---------------------------------------------------------------------------------
+
+
+@cache
+def _log_lines_sql(using: str) -> str:
+    connection = connection_for(using)
+    quote = connection.ops.quote_name
+    return (
+        f"SELECT {columns_sql(connection, fields_of(ExecutionLog, LOG_LINE_READ))} "  # noqa: S608
+        f"FROM {quote(ExecutionLog._meta.db_table)} "
+        "WHERE execution_id = %s AND seq > %s AND seq <= %s ORDER BY seq LIMIT %s"
+    )
+
+
+def log_lines_of(
+    execution_id: object, *, after_seq: int, up_to_seq: int, limit: int, using: str = "default"
+) -> list[dict[str, Any]]:
+    """Stored lines with `after_seq < seq <= up_to_seq`, oldest first, as `LOG_LINE_READ` dicts.
+
+    Every WebSocket subscription replays its run's lines from here.
+    """
+    connection = connection_for(using)
+    prepared = pk_of(Execution).get_db_prep_value(execution_id, connection)
+    rows = execute(using, _log_lines_sql(using), [prepared, after_seq, up_to_seq, limit])
+    converted = convert_rows(using, ExecutionLog, LOG_LINE_READ, rows or [])
+    return [dict(zip(LOG_LINE_READ, row, strict=True)) for row in converted]
 
 
 # --- Reading a run for the API ----------------------------------------------------------------

@@ -12,8 +12,9 @@ from typing import Any
 
 from accounts.models import User
 from autoflow.exceptions import NotFound
-from executions.models import Execution, ExecutionLog, NodeRunStatus
+from executions.models import Execution, NodeRunStatus
 from executions.selectors import execution_get_for_user
+from executions.statements import log_lines_of
 from live.layout import graph_layout
 from workflows.models import Workflow
 from workflows.selectors import workflow_get_for_user
@@ -71,26 +72,17 @@ def execution_snapshots(*, execution_ids: list[str]) -> dict[str, ExecutionSnaps
     return {str(row.pk): snapshot_of(row) for row in rows}
 
 
-def log_line_as_dict(line: ExecutionLog) -> dict[str, Any]:
-    """A stored line in SPEC.md's shape: `{seq, ts, level, node_id, message, data}`."""
-    return {
-        "seq": line.seq,
-        "ts": line.ts.isoformat(),
-        "level": line.level,
-        "node_id": line.node_id,
-        "message": line.message,
-        "data": line.data,
-    }
-
-
 def execution_log_lines(
     *, execution_id: uuid.UUID | str, after_seq: int, up_to_seq: int, limit: int
 ) -> list[dict[str, Any]]:
-    """Stored lines with `after_seq < seq <= up_to_seq`, oldest first, at most `limit`."""
-    lines = ExecutionLog.objects.filter(
-        execution_id=execution_id, seq__gt=after_seq, seq__lte=up_to_seq
-    ).order_by("seq")[:limit]
-    return [log_line_as_dict(line) for line in lines]
+    """Stored lines with `after_seq < seq <= up_to_seq`, oldest first, at most `limit`.
+
+    Each in SPEC.md's shape: `{seq, ts, level, node_id, message, data}`.
+    """
+    lines = log_lines_of(execution_id, after_seq=after_seq, up_to_seq=up_to_seq, limit=limit)
+    for line in lines:
+        line["ts"] = line["ts"].isoformat()
+    return lines
 
 
 def workflow_visible_to(*, user: User, workflow_id: uuid.UUID | str) -> Workflow | None:

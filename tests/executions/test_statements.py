@@ -284,6 +284,27 @@ def test_node_runs_of_lists_the_runs_in_graph_order_with_their_values(owner):
     assert statements.node_runs_of(Execution().pk) == []
 
 
+def test_log_lines_of_reads_a_window_of_lines_in_order_in_one_statement(owner):
+    execution = queued(owner, "a")  # its first line, seq 1, is stored with it
+    ExecutionLog.objects.bulk_create(
+        ExecutionLog(execution=execution, seq=seq, node_id="a", message=f"m{seq}", data={"n": seq})
+        for seq in range(2, 8)
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        rows = statements.log_lines_of(execution.pk, after_seq=2, up_to_seq=6, limit=3)
+
+    assert len(queries) == 1
+    assert [(row["seq"], row["message"], row["data"]) for row in rows] == [
+        (3, "m3", {"n": 3}),
+        (4, "m4", {"n": 4}),
+        (5, "m5", {"n": 5}),
+    ]
+    stored = ExecutionLog.objects.get(execution=execution, seq=3)
+    assert (rows[0]["ts"], rows[0]["level"], rows[0]["node_id"]) == (stored.ts, stored.level, "a")
+    assert statements.log_lines_of(execution.pk, after_seq=7, up_to_seq=9, limit=10) == []
+
+
 def _values(instance: object) -> dict:
     return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}  # type: ignore[attr-defined]
 
