@@ -110,7 +110,11 @@ class WebhookCall(models.Model):
 
     class Meta:
         ordering = ("-at",)
-        indexes = [models.Index(fields=["workflow", "-at"], name="webhookcall_workflow_at")]
+        indexes = [
+            models.Index(fields=["workflow", "-at"], name="webhookcall_workflow_at"),
+            # Retention deletes by age alone, a batch at a time.
+            models.Index(fields=["at"], name="webhookcall_at"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.method} {self.status} at {self.at:%Y-%m-%d %H:%M:%S}"
