@@ -77,19 +77,12 @@ def executions_prune(
     return counts
 
 
-def webhook_calls_prune(
-    *,
-    older_than: dt.timedelta,
-    dry_run: bool = False,
-    batch_size: int | None = None,
-    now: dt.datetime | None = None,
-) -> int:
+def webhook_calls_prune(*, older_than: dt.timedelta, dry_run: bool = False) -> int:
     """Delete webhook call records older than an age, in short batches; how many (would) go."""
-    cutoff = (now or timezone.now()) - older_than
-    rows = WebhookCall.objects.filter(at__lt=cutoff).order_by()
+    rows = WebhookCall.objects.filter(at__lt=timezone.now() - older_than).order_by()
     if dry_run:
         return rows.count()
-    size = batch_size or settings.EXECUTION_PRUNE_BATCH_SIZE
+    size = settings.EXECUTION_PRUNE_BATCH_SIZE
     deleted = 0
     while batch := list(rows.values_list("pk", flat=True)[:size]):  # each pass deletes rows
         deleted += WebhookCall.objects.filter(pk__in=batch).delete()[0]

@@ -210,21 +210,16 @@ async def _outcome(accepted: Accepted, completion: dict[str, Any] | None) -> dic
 def _answer(accepted: Accepted, row: dict[str, Any] | None) -> HttpResponse:
     """The waiting call's answer: the output, the failure, or still 202."""
     status = row["status"] if row else accepted.status
-    response: HttpResponse
     if status == ExecutionStatus.SUCCEEDED and row is not None:
-        response = JsonResponse(_leaf_output(row["output"]), status=200, safe=False)
-    elif status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED) and row is not None:
-        response = error_json_response(
+        return JsonResponse(_leaf_output(row["output"]), status=200, safe=False)
+    if status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED) and row is not None:
+        return error_json_response(
             ExecutionFailed.code,
             f"The execution {status}.",
             ExecutionFailed.status_code,
             {"execution_id": str(accepted.execution_id), "status": status, "error": row["error"]},
         )
-    else:
-        response = JsonResponse(
-            {"execution_id": str(accepted.execution_id), "status": status}, status=202
-        )
-    return response
+    return JsonResponse({"execution_id": str(accepted.execution_id), "status": status}, status=202)
 
 
 def _leaf_output(output: Any) -> Any:

@@ -235,27 +235,3 @@ def test_big_lines_are_split_into_bounded_frames(owner: User) -> None:
         await comm.disconnect()
 
     async_to_sync(scenario)()
-
-
-def test_replayed_lines_are_the_stored_ones_then_live_ones_follow(owner: User) -> None:
-    execution = make_execution(make_workflow(owner))
-    stored = add_lines(execution, 1, 5)
-    token = access_token(owner)
-
-    async def scenario() -> None:
-        comm = communicator(token=token)
-        await connect_ok(comm)
-        await comm.send_json_to(
-            {"type": "subscribe:execution", "execution_id": str(execution.pk), "after_seq": 1}
-        )
-        assert (await receive(comm))["type"] == "subscribed"
-        replay = await receive(comm)
-        live = stored[-1] | {"seq": 6, "message": "line 6"}
-        await publish(execution.pk, {"type": "execution.logs", "lines": [live]})
-        pushed = await receive(comm)
-        await comm.disconnect()
-        # every field as stored, `ts` in ISO form, from the replay's own statement
-        assert replay["lines"] == stored[1:]
-        assert pushed["lines"] == [live]
-
-    async_to_sync(scenario)()

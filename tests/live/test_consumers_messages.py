@@ -108,7 +108,7 @@ def test_binary_frame_is_a_bad_message(owner: User) -> None:
 def test_subscribe_execution_replays_then_streams_status_lines_and_complete(owner: User) -> None:
     # given: a running execution with 3 stored lines
     execution = make_execution(make_workflow(owner))
-    add_lines(execution, 1, 3)
+    stored = add_lines(execution, 1, 3)
     token = access_token(owner)
 
     async def scenario() -> None:
@@ -127,6 +127,7 @@ def test_subscribe_execution_replays_then_streams_status_lines_and_complete(owne
         assert [line["seq"] for line in replay["lines"]] == [1, 2, 3]
         assert set(replay["lines"][0]) == {"seq", "ts", "level", "node_id", "message", "data"}
         assert replay["lines"][0]["message"] == "line 1"
+        assert replay["lines"] == stored  # every field as stored, `ts` in ISO form
 
         live = await sync_to_async(add_lines)(execution, 4, 2)
         await publish(execution.pk, {"type": "execution.logs", "lines": live})
