@@ -23,27 +23,29 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from bench import servers
 from bench.baselines import Baselines
 from bench.common import (
     PYTHON,
     Figure,
     LoadResult,
     Process,
+    celery_command,
     ensure_database,
-    free_port,
     median,
     peak_rss_mb,
     running,
     scale_latency_b1,
+    start_daphne,
     start_process,
     wait_http,
+    worker_args,
     wrk,
 )
 
@@ -55,14 +57,6 @@ SECONDS = float(os.environ.get("BENCH_API_SECONDS", "10"))
 RUNS = max(1, int(os.environ.get("BENCH_API_RUNS", "3")))
 CONNECTIONS = 16
 P95_TARGET_MS = 200.0
-# High enough that no benchmark request is ever limited; printed with the results.
-RATE_LIMITS = {
-    "RATE_LIMIT_GENERAL": "100000000/1m",
-    "RATE_LIMIT_AUTH": "100000000/1m",
-    "RATE_LIMIT_REFRESH": "100000000/1m",
-    "RATE_LIMIT_WEBHOOK": "100000000/1m",
-}
-
 OWNERS = 100
 WORKFLOWS = 10_000
 EXECUTIONS = 100_000
@@ -75,21 +69,10 @@ SEED_RANDOM = 20260501
 
 def server_env() -> dict[str, str]:
     """Production settings with fresh secrets for this run (the seed step mints tokens too)."""
-    from autoflow.config import generate_encryption_key
-
     return {
-        "DEBUG": "false",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "JWT_SIGNING_KEY": secrets.token_urlsafe(50),
-        "AUTOFLOW_ENCRYPTION_KEY": generate_encryption_key(),
-        "DATABASE_URL": DATABASE_URL,
-        "REDIS_URL": REDIS_URL,
-        "LOG_LEVEL": "WARNING",
+        **servers.production_env(DATABASE_URL, REDIS_URL),
         "ACCESS_TOKEN_MINUTES": "240",
-        "WORKER_CONCURRENCY": "5",
         "DJANGO_SETTINGS_MODULE": "autoflow.settings",
-        "PYTHONUNBUFFERED": "1",
-        **RATE_LIMITS,
     }
 
 
@@ -506,35 +489,13 @@ def run(base: Baselines) -> list[Figure]:
     print(
         f"api: {ids['workflows']} workflows, {ids['executions']} executions; the reader sees "
         f"{ids['reader_workflows_visible']} workflows and {ids['reader_executions']} executions; "
-        f"rate limits {RATE_LIMITS}; web defaults; {RUNS} run(s) x {SECONDS:g} s at "
+        f"rate limits {servers.RATE_LIMITS}; web defaults; {RUNS} run(s) x {SECONDS:g} s at "
         f"c={CONNECTIONS}"
     )
 
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    web = start_process(
-        "api-daphne",
-        [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "autoflow.asgi:application"],
-        env=env,
-    )
-    worker = start_process(
-        "api-worker",
-        [
-            PYTHON,
-            "-m",
-            "celery",
-            "-A",
-            "autoflow",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            env["WORKER_CONCURRENCY"],
-            "--loglevel",
-            "WARNING",
-        ],
-        env=env,
-    )
+    web, base_url = start_daphne("api-daphne", env)
+    worker_command = celery_command("autoflow", worker_args(env["WORKER_CONCURRENCY"]))
+    worker = start_process("api-worker", worker_command, env)
     figures: list[Figure] = []
     with running(web, worker):
         wait_http(f"{base_url}/health", timeout=60, process=web)

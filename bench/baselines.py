@@ -16,12 +16,16 @@ from dataclasses import dataclass
 import redis
 
 from bench.common import (
+    B1_REFERENCE,
+    B2_REFERENCE,
     PYTHON,
     Process,
-    free_port,
+    celery_command,
     running,
+    start_daphne,
     start_process,
     wait_http,
+    worker_args,
     wrk,
 )
 from bench.noop_celery import COUNTER_KEY, REDIS_URL
@@ -46,13 +50,9 @@ class Baselines:
 
 
 def measure_b1(seconds: float = 10.0) -> tuple[float, float, float]:
-    port = free_port()
-    server = start_process(
-        "b1-daphne",
-        [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "bench.bare_app:application"],
-    )
+    server, base_url = start_daphne("b1-daphne", app="bench.bare_app:application")
     with running(server):
-        url = f"http://127.0.0.1:{port}/"
+        url = f"{base_url}/"
         wait_http(url, process=server)
         c16 = wrk(url, connections=16, seconds=seconds, cpu_pids=[server.pid])
         c1 = wrk(url, connections=1, seconds=max(5.0, seconds / 2))
@@ -65,23 +65,10 @@ def measure_b2(tasks: int = B2_TASKS, timeout: float = 120.0) -> float:
     client.delete("celery")
     worker = start_process(
         "b2-worker",
-        [
-            PYTHON,
-            "-m",
-            "celery",
-            "-A",
+        celery_command(
             "bench.noop_celery",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            "5",
-            "--loglevel",
-            "WARNING",
-            "--without-mingle",
-            "--without-gossip",
-            "--without-heartbeat",
-        ],
+            worker_args(5, "--without-mingle", "--without-gossip", "--without-heartbeat"),
+        ),
     )
     with running(worker):
         _wait_worker_ready(worker)
@@ -106,17 +93,7 @@ def _wait_worker_ready(worker: Process, timeout: float = 30.0) -> None:
         if worker.popen.poll() is not None:
             raise RuntimeError(worker.log_path.read_text()[-3000:])
         result = subprocess.run(
-            [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "bench.noop_celery",
-                "inspect",
-                "ping",
-                "--timeout",
-                "1",
-            ],
+            celery_command("bench.noop_celery", ["inspect", "ping", "--timeout", "1"]),
             capture_output=True,
             text=True,
             check=False,
@@ -130,3 +107,8 @@ def _wait_worker_ready(worker: Process, timeout: float = 30.0) -> None:
 def measure(seconds: float = 10.0) -> Baselines:
     b1_rate, b1_p50, b1_cpu = measure_b1(seconds)
     return Baselines(b1_rate=b1_rate, b1_p50_ms=b1_p50, b1_cpu_ms=b1_cpu, b2_rate=measure_b2())
+
+
+def reference() -> Baselines:
+    """The machine the targets were set on (B1 = 960, B2 = 1,430): for quick checks only."""
+    return Baselines(b1_rate=B1_REFERENCE, b1_p50_ms=0.0, b1_cpu_ms=0.0, b2_rate=B2_REFERENCE)

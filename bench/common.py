@@ -209,6 +209,28 @@ def start_process(
     return Process(name=name, popen=popen, log_path=log)
 
 
+def start_daphne(
+    name: str,
+    env: dict[str, str] | None = None,
+    *,
+    app: str = "autoflow.asgi:application",
+    new_session: bool = False,
+) -> tuple[Process, str]:
+    """One daphne serving `app` on a free loopback port; the process and its base URL."""
+    port = free_port()
+    args = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+    return start_process(name, args, env, new_session=new_session), f"http://127.0.0.1:{port}"
+
+
+def celery_command(app: str, args: list[str]) -> list[str]:
+    return [PYTHON, "-m", "celery", "-A", app, *args]
+
+
+def worker_args(concurrency: int | str = 5, *extra: str) -> list[str]:
+    """`celery worker` as every benchmark runs it: the prefork pool, warnings only."""
+    return ["worker", "-P", "prefork", "-c", str(concurrency), "--loglevel", "WARNING", *extra]
+
+
 def stop_group(process: Process, timeout: float = 15.0) -> None:
     """SIGTERM a process group started with `new_session`, then SIGKILL what is left (bounded)."""
     with contextlib.suppress(ProcessLookupError):

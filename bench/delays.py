@@ -35,16 +35,15 @@ from bench.common import (
     PYTHON,
     ROOT,
     Figure,
-    free_port,
     median,
     peak_rss_mb,
     prepare_database,
     print_table,
-    start_process,
+    start_daphne,
     stop_group,
     wait_http,
 )
-from bench.recovery import beat_args, celery_process, worker_args
+from bench.recovery import beat_args, celery_process, named_worker_args
 from bench.servers import RATE_LIMITS, Api, production_env
 
 DATABASE_URL = os.environ.get(
@@ -218,23 +217,15 @@ def measure(
     """Start the stack, run `rounds` batches of `count` delayed executions per way of creating
     them; peak RSS at the end."""
     env = {
-        **production_env(),
-        "DATABASE_URL": DATABASE_URL,
-        "REDIS_URL": REDIS_URL,
+        **production_env(DATABASE_URL, REDIS_URL),
         "WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
     }
     prepare_database(env)
     redis.Redis.from_url(REDIS_URL).flushdb()
-    port = free_port()
-    web = start_process(
-        "web",
-        [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "autoflow.asgi:application"],
-        env={**env, **WEB_ENV},
-        new_session=True,
-    )
-    worker = celery_process("worker", "autoflow", worker_args("delays", WORKER_CONCURRENCY), env)
+    web, base_url = start_daphne("web", {**env, **WEB_ENV}, new_session=True)
+    worker_command = named_worker_args("delays", WORKER_CONCURRENCY)
+    worker = celery_process("worker", "autoflow", worker_command, env)
     beat = celery_process("beat", "autoflow", beat_args(), env)
-    base_url = f"http://127.0.0.1:{port}"
     results = []
     try:
         wait_http(f"{base_url}/health", timeout=60, process=web)

@@ -28,11 +28,9 @@ from typing import Any
 
 import psycopg
 
-from bench import servers
+from bench import baselines, servers
 from bench.baselines import Baselines
 from bench.common import (
-    B1_REFERENCE,
-    B2_REFERENCE,
     PYTHON,
     Figure,
     print_table,
@@ -204,11 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         SETTINGS.update(seconds=5.0, warmup=2.0)
-        base = Baselines(b1_rate=B1_REFERENCE, b1_p50_ms=0.0, b1_cpu_ms=0.0, b2_rate=B2_REFERENCE)
-    else:
-        from bench.baselines import measure
-
-        base = measure()
+    base = baselines.reference() if args.quick else baselines.measure()
     figures = run(base)
     print_table("engine_e2e", figures, base.as_dict())
     path = write_results("engine_e2e", {"baselines": base.as_dict(), "figures": figures})

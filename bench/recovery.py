@@ -36,11 +36,13 @@ from bench.common import (
     ROOT,
     Figure,
     Process,
+    celery_command,
     median,
     prepare_database,
     print_table,
     start_process,
     stop_group,
+    worker_args,
 )
 
 DATABASE_URL = os.environ.get(
@@ -71,28 +73,16 @@ def bench_env() -> dict[str, str]:
     """Production mode on this part's own database and Redis db."""
     from bench.servers import production_env
 
-    return {**production_env(), "DATABASE_URL": DATABASE_URL, "REDIS_URL": REDIS_URL}
+    return production_env(DATABASE_URL, REDIS_URL)
 
 
 def celery_process(name: str, app: str, args: list[str], env: dict[str, str]) -> Process:
     """`celery -A app ...` in a process group of its own (so a whole worker can be killed)."""
-    return start_process(
-        name, [PYTHON, "-m", "celery", "-A", app, *args], env=env, new_session=True
-    )
+    return start_process(name, celery_command(app, args), env=env, new_session=True)
 
 
-def worker_args(name: str, concurrency: int = 5) -> list[str]:
-    return [
-        "worker",
-        "-P",
-        "prefork",
-        "-c",
-        str(concurrency),
-        "-n",
-        f"{name}@%h",
-        "--loglevel",
-        "WARNING",
-    ]
+def named_worker_args(name: str, concurrency: int = 5) -> list[str]:
+    return worker_args(concurrency, "-n", f"{name}@%h")
 
 
 def beat_args() -> list[str]:
@@ -143,7 +133,7 @@ def _one_kill(kill: str, index: int, env: dict[str, str], user: Any) -> dict[str
         workflow=workflow, version=1, name=workflow.name, graph=graph, created_by=user
     )
     worker = celery_process(
-        f"worker-{kill}{index}", WORKER_APP, worker_args(f"w{kill}{index}"), env
+        f"worker-{kill}{index}", WORKER_APP, named_worker_args(f"w{kill}{index}"), env
     )
     replacement: Process | None = None
     try:
@@ -169,7 +159,7 @@ def _one_kill(kill: str, index: int, env: dict[str, str], user: Any) -> dict[str
             os.killpg(worker.pid, signal.SIGKILL)
         if kill != "child":
             replacement = celery_process(
-                f"replacement-{kill}{index}", WORKER_APP, worker_args(f"r{kill}{index}"), env
+                f"replacement-{kill}{index}", WORKER_APP, named_worker_args(f"r{kill}{index}"), env
             )
 
         def terminal() -> Execution | None:

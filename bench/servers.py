@@ -27,12 +27,15 @@ from bench.common import (
     PYTHON,
     ROOT,
     Process,
+    celery_command,
     ensure_database,
     free_port,
     named_cpu_seconds,
+    start_daphne,
     start_process,
     tree_cpu_seconds,
     wait_http,
+    worker_args,
 )
 
 DATABASE_URL = os.environ.get(
@@ -48,18 +51,19 @@ RATE_LIMITS = {
 WORKER_CONCURRENCY = 5
 
 
-def production_env() -> dict[str, str]:
-    """DEBUG off, fresh keys, the bench database and Redis db, rate limits out of the way."""
+def production_env(database_url: str = DATABASE_URL, redis_url: str = REDIS_URL) -> dict[str, str]:
+    """DEBUG off, fresh keys, a bench database and Redis db, rate limits out of the way."""
     return {
         "DEBUG": "false",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "JWT_SIGNING_KEY": secrets.token_urlsafe(50),
         "AUTOFLOW_ENCRYPTION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "DATABASE_URL": DATABASE_URL,
-        "REDIS_URL": REDIS_URL,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
         "LOG_LEVEL": "WARNING",
         "WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
         "AUTOFLOW_TESTING": "",
+        "PYTHONUNBUFFERED": "1",
         **RATE_LIMITS,
     }
 
@@ -98,31 +102,10 @@ def production() -> Iterator[Platform]:
     with psycopg.connect(DATABASE_URL, autocommit=True) as connection:
         connection.execute("TRUNCATE executions_execution, workflows_workflow CASCADE")
     redis.Redis.from_url(REDIS_URL).flushdb()
-    port = free_port()
-    web = start_process(
-        "web",
-        [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "autoflow.asgi:application"],
-        env=env,
-    )
-    worker = start_process(
-        "worker",
-        [
-            PYTHON,
-            "-m",
-            "celery",
-            "-A",
-            "autoflow",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            str(WORKER_CONCURRENCY),
-            "--loglevel",
-            "WARNING",
-        ],
-        env=env,
-    )
-    platform = Platform(base_url=f"http://127.0.0.1:{port}", mode="production")
+    web, base_url = start_daphne("web", env)
+    worker_command = celery_command("autoflow", worker_args(WORKER_CONCURRENCY))
+    worker = start_process("worker", worker_command, env)
+    platform = Platform(base_url=base_url, mode="production")
     platform.processes = [web, worker]
     try:
         wait_http(f"{platform.base_url}/health", timeout=60, process=web)

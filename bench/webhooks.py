@@ -26,11 +26,9 @@ import json
 import sys
 from typing import Any
 
-from bench import servers
+from bench import baselines, servers
 from bench.baselines import Baselines
 from bench.common import (
-    B1_REFERENCE,
-    B2_REFERENCE,
     Figure,
     LoadResult,
     print_table,
@@ -211,11 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         SETTINGS.update(seconds=5.0, warmup=2.0)
-        base = Baselines(b1_rate=B1_REFERENCE, b1_p50_ms=0.0, b1_cpu_ms=0.0, b2_rate=B2_REFERENCE)
-    else:
-        from bench.baselines import measure
-
-        base = measure()
+    base = baselines.reference() if args.quick else baselines.measure()
     figures = run(base)
     print_table("webhooks", figures, base.as_dict())
     print(f"wrote {write_results('webhooks', {'baselines': base.as_dict(), 'figures': figures})}")

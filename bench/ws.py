@@ -17,11 +17,9 @@
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import math
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -31,23 +29,24 @@ from typing import Any
 
 import redis
 
+from bench import baselines, servers
 from bench.baselines import Baselines
 from bench.common import (
-    B1_REFERENCE,
-    B2_REFERENCE,
     PYTHON,
     ROOT,
     Figure,
     Process,
-    free_port,
+    celery_command,
     machine_facts,
     median,
     prepare_database,
     print_table,
     running,
     scale_latency_b1,
+    start_daphne,
     start_process,
     wait_http,
+    worker_args,
     write_results,
 )
 from bench.ws_client import READY_KEY
@@ -64,29 +63,11 @@ LINES_PER_NODE = 25
 # are committed in batches of ~25 every ~50 ms (~500 lines/s, 10,000 lines in ~20 s).
 INTERVAL_MS = 2.0
 LATENCY_TARGET_MS = 20.0
-RATE_LIMITS = {
-    "RATE_LIMIT_GENERAL": "100000000/1m",
-    "RATE_LIMIT_AUTH": "100000000/1m",
-    "RATE_LIMIT_REFRESH": "100000000/1m",
-    "RATE_LIMIT_WEBHOOK": "100000000/1m",
-}
 
 
 def production_env() -> dict[str, str]:
-    """DEBUG off, keys generated for this run, the bench's own database and Redis db."""
-    return {
-        "DEBUG": "false",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "JWT_SIGNING_KEY": secrets.token_urlsafe(50),
-        "AUTOFLOW_ENCRYPTION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "DATABASE_URL": DATABASE_URL,
-        "REDIS_URL": REDIS_URL,
-        "LOG_LEVEL": "WARNING",
-        "WORKER_CONCURRENCY": "5",
-        "AUTOFLOW_TESTING": "",
-        "PYTHONUNBUFFERED": "1",
-        **RATE_LIMITS,
-    }
+    """Production mode on this part's own database and Redis db."""
+    return servers.production_env(DATABASE_URL, REDIS_URL)
 
 
 def prepare(env: dict[str, str]) -> None:
@@ -126,37 +107,15 @@ def _helper(args: list[str], env: dict[str, str], timeout: float) -> None:
 
 
 def _daphne(env: dict[str, str]) -> tuple[Process, str]:
-    port = free_port()
-    web = start_process(
-        "ws-web",
-        [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "autoflow.asgi:application"],
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
+    web, base = start_daphne("ws-web", env)
     wait_http(f"{base}/health", timeout=60, process=web)
     return web, base
 
 
 def latency_runs(env: dict[str, str], *, lines: int, runs: int) -> list[dict[str, Any]]:
     """One daphne + one worker; per run a fresh execution watched by a fresh client process."""
-    worker = start_process(
-        "ws-worker",
-        [
-            PYTHON,
-            "-m",
-            "celery",
-            "-A",
-            "bench.ws_worker",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            env["WORKER_CONCURRENCY"],
-            "--loglevel",
-            "WARNING",
-        ],
-        env=env,
-    )
+    worker_command = celery_command("bench.ws_worker", worker_args(env["WORKER_CONCURRENCY"]))
+    worker = start_process("ws-worker", worker_command, env)
     web, base = _daphne(env)
     results = []
     work = Path(tempfile.mkdtemp(prefix="bench-ws-"))
@@ -317,7 +276,7 @@ def run(
     env = production_env()
     print(
         f"ws bench: DATABASE_URL={DATABASE_URL} REDIS_URL={REDIS_URL} "
-        + " ".join(f"{k}={v}" for k, v in RATE_LIMITS.items()),
+        + " ".join(f"{k}={v}" for k, v in servers.RATE_LIMITS.items()),
         flush=True,
     )
     prepare(env)
@@ -337,12 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         help="Judge against B1 = 960, B2 = 1,430 instead of measuring them (quick checks only).",
     )
     args = parser.parse_args(argv)
-    if args.reference_baselines:
-        base = Baselines(b1_rate=B1_REFERENCE, b1_p50_ms=0.0, b1_cpu_ms=0.0, b2_rate=B2_REFERENCE)
-    else:
-        from bench.baselines import measure
-
-        base = measure()
+    base = baselines.reference() if args.reference_baselines else baselines.measure()
     figures = run(base, lines=args.lines, sockets=args.sockets, runs=args.runs)
     print_table("ws", figures, base.as_dict())
     path = write_results(
