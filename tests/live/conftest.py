@@ -182,6 +182,13 @@ async def connect_ok(comm: WebsocketCommunicator) -> dict[str, Any]:
     return message
 
 
+async def subscribe(comm: WebsocketCommunicator, execution_id: Any, **fields: Any) -> None:
+    """Send `subscribe:execution` for `execution_id` (with `after_seq` and the like)."""
+    await comm.send_json_to(
+        {"type": "subscribe:execution", "execution_id": str(execution_id), **fields}
+    )
+
+
 async def collect_lines(
     comm: WebsocketCommunicator, execution_id: Any, *, until_seq: int, timeout: float = 5
 ) -> list[int]:

@@ -22,6 +22,7 @@ from tests.live.conftest import (
     make_workflow,
     publish,
     receive,
+    subscribe,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -91,7 +92,7 @@ def test_replay_and_live_have_no_gap_and_no_duplicate_under_concurrent_inserts(
         writing = asyncio.create_task(writer())
         await asyncio.sleep(0.02)
         # when: subscribing while lines keep arriving
-        await comm.send_json_to({"type": "subscribe:execution", "execution_id": str(execution.pk)})
+        await subscribe(comm, execution.pk)
         subscribed = await receive(comm)
         assert subscribed["type"] == "subscribed"
         assert 3000 <= subscribed["last_seq"] <= last
@@ -126,7 +127,7 @@ def test_a_client_that_never_acks_gets_at_most_the_window(owner: User) -> None:
     async def scenario() -> None:
         comm = communicator(token=token)
         await connect_ok(comm)
-        await comm.send_json_to({"type": "subscribe:execution", "execution_id": str(execution.pk)})
+        await subscribe(comm, execution.pk)
         assert (await receive(comm))["last_seq"] == 12_000
         seqs: list[int] = []
         while len(seqs) < 10_000:
@@ -156,7 +157,7 @@ def test_a_client_that_acks_once_and_stops_reading_is_closed_4429(owner: User) -
     async def scenario() -> None:
         comm = communicator(token=token, consumer=QuickStallConsumer)
         await connect_ok(comm)
-        await comm.send_json_to({"type": "subscribe:execution", "execution_id": str(execution.pk)})
+        await subscribe(comm, execution.pk)
         await receive(comm)
         first = await receive(comm)
         acked = first["lines"][-1]["seq"]
@@ -188,7 +189,7 @@ def test_an_acking_client_receives_everything_within_the_window(owner: User) -> 
     async def scenario() -> None:
         comm = communicator(token=token, consumer=QuickStallConsumer)
         await connect_ok(comm)
-        await comm.send_json_to({"type": "subscribe:execution", "execution_id": str(execution.pk)})
+        await subscribe(comm, execution.pk)
         await receive(comm)
         acked = 0
         received = 0
@@ -219,7 +220,7 @@ def test_big_lines_are_split_into_bounded_frames(owner: User) -> None:
     async def scenario() -> None:
         comm = communicator(token=token)
         await connect_ok(comm)
-        await comm.send_json_to({"type": "subscribe:execution", "execution_id": str(execution.pk)})
+        await subscribe(comm, execution.pk)
         await receive(comm)
         # one published batch of 40 lines of ~30 KB each (1.2 MB in all)
         lines = await sync_to_async(add_lines)(execution, 1, 40)

@@ -26,6 +26,7 @@ from tests.live.conftest import (
     make_workflow,
     publish,
     receive,
+    subscribe,
 )
 from workflows.models import Workflow
 
@@ -115,7 +116,7 @@ def test_subscribe_execution_replays_then_streams_status_lines_and_complete(owne
         comm = communicator(token=token)
         await connect_ok(comm)
         # when
-        await comm.send_json_to({"type": "subscribe:execution", "execution_id": str(execution.pk)})
+        await subscribe(comm, execution.pk)
         # then
         assert await receive(comm) == {
             "type": "subscribed",
@@ -191,7 +192,7 @@ def test_a_batch_of_events_is_delivered_as_its_messages_in_order(owner: User) ->
     async def scenario() -> None:
         comm = communicator(token=token)
         await connect_ok(comm)
-        await comm.send_json_to({"type": "subscribe:execution", "execution_id": str(execution.pk)})
+        await subscribe(comm, execution.pk)
         assert (await receive(comm))["type"] == "subscribed"
         assert (await receive(comm))["type"] == "execution:logs"
         live = await sync_to_async(add_lines)(execution, 2, 2)
@@ -238,9 +239,7 @@ def test_subscribe_with_after_seq_replays_only_later_lines(owner: User) -> None:
     async def scenario() -> None:
         comm = communicator(token=token)
         await connect_ok(comm)
-        await comm.send_json_to(
-            {"type": "subscribe:execution", "execution_id": str(execution.pk), "after_seq": 7}
-        )
+        await subscribe(comm, execution.pk, after_seq=7)
         assert (await receive(comm))["last_seq"] == 10
         assert await collect_lines(comm, execution.pk, until_seq=10) == [8, 9, 10]
         await assert_silent(comm)
@@ -259,7 +258,7 @@ def test_finished_execution_replays_then_completes_at_once(owner: User) -> None:
     async def scenario() -> None:
         comm = communicator(token=token)
         await connect_ok(comm)
-        await comm.send_json_to({"type": "subscribe:execution", "execution_id": str(execution.pk)})
+        await subscribe(comm, execution.pk)
         assert (await receive(comm))["last_seq"] == 2500
         seqs = await collect_lines(comm, execution.pk, until_seq=2500)
         assert seqs == list(range(1, 2501))
@@ -283,7 +282,7 @@ def test_live_duplicates_are_dropped(owner: User) -> None:
     async def scenario() -> None:
         comm = communicator(token=token)
         await connect_ok(comm)
-        await comm.send_json_to({"type": "subscribe:execution", "execution_id": str(execution.pk)})
+        await subscribe(comm, execution.pk)
         await receive(comm)
         assert await collect_lines(comm, execution.pk, until_seq=5) == [1, 2, 3, 4, 5]
         # a late publish of lines the replay already sent
@@ -301,7 +300,7 @@ def test_a_skipped_live_batch_is_filled_from_the_database(owner: User) -> None:
     async def scenario() -> None:
         comm = communicator(token=token)
         await connect_ok(comm)
-        await comm.send_json_to({"type": "subscribe:execution", "execution_id": str(execution.pk)})
+        await subscribe(comm, execution.pk)
         assert (await receive(comm))["last_seq"] == 0
         # lines 1-3 are stored but their message is lost; 4-5 arrive
         await sync_to_async(add_lines)(execution, 1, 3)
@@ -325,7 +324,7 @@ def test_lost_complete_is_found_by_the_poll(owner: User) -> None:
     async def scenario() -> None:
         comm = communicator(token=token, consumer=FastPoll)
         await connect_ok(comm)
-        await comm.send_json_to({"type": "subscribe:execution", "execution_id": str(execution.pk)})
+        await subscribe(comm, execution.pk)
         await receive(comm)
         # the run logs and finishes, and every message about it is dropped
         await sync_to_async(add_lines)(execution, 1, 2)
@@ -351,7 +350,7 @@ def test_another_users_execution_is_not_found_and_nothing_leaks(
     async def scenario() -> None:
         comm = communicator(token=token)
         await connect_ok(comm)
-        await comm.send_json_to({"type": "subscribe:execution", "execution_id": str(execution.pk)})
+        await subscribe(comm, execution.pk)
         error = await receive(comm)
         assert error["type"] == "error"
         assert error["code"] == "not_found"
@@ -377,7 +376,7 @@ def test_admin_may_watch_any_execution(owner: User, admin_user: User) -> None:
     async def scenario() -> None:
         comm = communicator(token=token)
         await connect_ok(comm)
-        await comm.send_json_to({"type": "subscribe:execution", "execution_id": str(execution.pk)})
+        await subscribe(comm, execution.pk)
         assert (await receive(comm))["type"] == "subscribed"
         assert await collect_lines(comm, execution.pk, until_seq=1) == [1]
         await comm.disconnect()
@@ -392,7 +391,7 @@ def test_unsubscribe_execution_stops_delivery(owner: User) -> None:
     async def scenario() -> None:
         comm = communicator(token=token)
         await connect_ok(comm)
-        await comm.send_json_to({"type": "subscribe:execution", "execution_id": str(execution.pk)})
+        await subscribe(comm, execution.pk)
         await receive(comm)
         await comm.send_json_to(
             {"type": "unsubscribe:execution", "execution_id": str(execution.pk)}
@@ -579,9 +578,7 @@ def test_two_executions_on_one_socket_stay_apart(owner: User) -> None:
         comm = communicator(token=token)
         await connect_ok(comm)
         for execution in (first, second):
-            await comm.send_json_to(
-                {"type": "subscribe:execution", "execution_id": str(execution.pk)}
-            )
+            await subscribe(comm, execution.pk)
         seen: dict[str, list[int]] = {str(first.pk): [], str(second.pk): []}
         subscribed: list[str] = []
         for _ in range(4):
