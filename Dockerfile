@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every process; the command picks it:
-#   web (default): daphne -b 0.0.0.0 -p 8000 autoflow.asgi:application
+#   web (default): daphne --verbosity 0 -b 0.0.0.0 -p 8000 autoflow.asgi:application
 #   worker:        celery -A autoflow worker -l info
 #   beat:          celery -A autoflow beat -l info --pidfile /tmp/celerybeat.pid
 #   one-offs:      python manage.py migrate | createsuperuser | prune_executions ...
@@ -44,4 +44,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status == 200 else 1)"]
 # No --proxy-headers: the client address stays REMOTE_ADDR and TRUSTED_PROXY_COUNT decides
 # which X-Forwarded-For hops to believe (a forged header must not pass the /metrics loopback rule).
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "autoflow.asgi:application"]
+# --verbosity 0: no access log of daphne's own, in its own format; AutoFlow logs each request as JSON.
+CMD ["daphne", "--verbosity", "0", "-b", "0.0.0.0", "-p", "8000", "autoflow.asgi:application"]

@@ -216,9 +216,12 @@ def start_daphne(
     app: str = "autoflow.asgi:application",
     new_session: bool = False,
 ) -> tuple[Process, str]:
-    """One daphne serving `app` on a free loopback port; the process and its base URL."""
+    """One daphne serving `app` on a free loopback port; the process and its base URL.
+
+    As production runs it (and B1 with it): `--verbosity 0`, no access log of daphne's own.
+    """
     port = free_port()
-    args = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+    args = [PYTHON, "-m", "daphne", "--verbosity", "0", "-b", "127.0.0.1", "-p", str(port), app]
     return start_process(name, args, env, new_session=new_session), f"http://127.0.0.1:{port}"
 
 

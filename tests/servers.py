@@ -116,8 +116,22 @@ def run_server(command: list[str], env: Mapping[str, str], port: int) -> Iterato
 
 
 def daphne_command(port: int, application: str = "autoflow.asgi:application") -> list[str]:
-    """The command line of `daphne <application>` on a loopback `port`."""
-    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application]
+    """The command line of `daphne <application>` on a loopback `port`, as production runs it.
+
+    `--verbosity 0` turns daphne's own access log off: AutoFlow logs every request as JSON.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "daphne",
+        "--verbosity",
+        "0",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        application,
+    ]
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.servers import BASE_DIR, ServerUrl, closed_port
+from tests.servers import BASE_DIR, ServerUrl, closed_port, daphne_command
 
 DOCKERFILE = (BASE_DIR / "Dockerfile").read_text()
 # One line per instruction: continuation lines joined, as Docker reads them.
@@ -55,10 +55,13 @@ def test_dockerfile_is_multi_stage_slim_and_non_root() -> None:
 
 
 def test_default_command_and_compose_web_match_the_daphne_tests_start() -> None:
-    # tests/servers.py runs `python -m daphne -b <host> -p <port> autoflow.asgi:application`
-    expected = ["daphne", "-b", "0.0.0.0", "-p", "8000", "autoflow.asgi:application"]  # noqa: S104
+    expected = ["daphne", "--verbosity", "0", "-b", "0.0.0.0", "-p", "8000"]  # noqa: S104
+    expected.append("autoflow.asgi:application")
     assert _dockerfile_json("CMD") == expected
     assert SERVICES["web"]["command"] == expected
+    # The same flags as the daphne the tests start (`python -m daphne`), on loopback.
+    on_loopback = [arg.replace("0.0.0.0", "127.0.0.1") for arg in expected[1:]]  # noqa: S104
+    assert daphne_command(8000)[3:] == on_loopback
 
 
 def test_compose_worker_and_beat_run_the_celery_app_the_tests_run() -> None:
