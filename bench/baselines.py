@@ -1,7 +1,8 @@
 """The two baselines every target is scaled by (SPEC.md "Benchmarks").
 
-B1: a bare Django view returning `{}` under one daphne process, wrk at concurrency 16
-    (req/s), p50 at concurrency 1, and the server's CPU ms per request.
+B1: a bare Django view returning `{}` under one daphne process (started as AutoFlow's web is,
+    `bench.common.start_daphne`), wrk at concurrency 16 (req/s), p50 at concurrency 1, and the
+    server's CPU ms per request.
 B2: 20,000 no-op Celery tasks published by a separate process to
     `celery worker -P prefork -c 5` on the same Redis, no result backend, first publish → last
     completion (tasks/s).
