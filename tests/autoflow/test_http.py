@@ -298,6 +298,7 @@ def test_json_log_line_per_request(live_daphne):
         json={"email": "log@example.com", "password": "a sturdy passphrase 42", "name": "L"},
         timeout=10,
     ).json()
+    written_before = len(live_daphne.log_text())  # the server is shared with other tests
     response = requests.get(
         f"{live_daphne}/api/auth/me",
         headers={"Authorization": f"Bearer {registered['access']}", "X-Request-ID": "log-me-1"},
@@ -305,7 +306,9 @@ def test_json_log_line_per_request(live_daphne):
     )
     assert response.status_code == 200
     # One line for the request, and it is JSON: daphne's own access log is off in production.
-    about_it = [raw for raw in live_daphne.log_text().splitlines() if "/api/auth/me" in raw]
+    # (daphne writes its line before the response leaves, and its output is unbuffered.)
+    written = live_daphne.log_text()[written_before:]
+    about_it = [raw for raw in written.splitlines() if "/api/auth/me" in raw]
     assert len(about_it) == 1, about_it
     line = json.loads(about_it[0])
     assert line["event"] == "request"
