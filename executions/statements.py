@@ -14,6 +14,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Model
 
 from autoflow.statements import (
     MAX_PARAMS_POSTGRESQL,
@@ -144,8 +145,7 @@ def claim_execution(
     execution = Execution.from_db(using, list(EXECUTION_ALL), values)
     if run_rows is None:
         return execution, node_runs_of(execution.pk, using=using)
-    converted = convert_rows(using, NodeRun, NODE_RUN_READ, run_rows)
-    return execution, [dict(zip(NODE_RUN_READ, row, strict=True)) for row in converted]
+    return execution, _as_dicts(using, NodeRun, NODE_RUN_READ, run_rows)
 
 
 @cache
@@ -305,6 +305,13 @@ def _number(logs: Sequence[ExecutionLog], next_seq: int) -> None:
         row.seq = first + index
 
 
+def _as_dicts(
+    using: str, model: type[Model], names: tuple[str, ...], rows: Sequence[Sequence[Any]]
+) -> list[dict[str, Any]]:
+    """Rows of the `names` columns, converted as the ORM would, as dicts keyed by `names`."""
+    return [dict(zip(names, row, strict=True)) for row in convert_rows(using, model, names, rows)]
+
+
 # --- Node runs --------------------------------------------------------------------------------
 
 
@@ -323,8 +330,7 @@ def node_runs_of(execution_id: object, *, using: str = "default") -> list[dict[s
     connection = connection_for(using)
     prepared = pk_of(Execution).get_db_prep_value(execution_id, connection)
     rows = execute(using, _node_runs_sql(using, NODE_RUN_READ), [prepared])
-    converted = convert_rows(using, NodeRun, NODE_RUN_READ, rows or [])
-    return [dict(zip(NODE_RUN_READ, row, strict=True)) for row in converted]
+    return _as_dicts(using, NodeRun, NODE_RUN_READ, rows or [])
 
 
 # --- Log lines ---------------------------------------------------------------------------------
@@ -351,8 +357,7 @@ def log_lines_of(
     connection = connection_for(using)
     prepared = pk_of(Execution).get_db_prep_value(execution_id, connection)
     rows = execute(using, _log_lines_sql(using), [prepared, after_seq, up_to_seq, limit])
-    converted = convert_rows(using, ExecutionLog, LOG_LINE_READ, rows or [])
-    return [dict(zip(LOG_LINE_READ, row, strict=True)) for row in converted]
+    return _as_dicts(using, ExecutionLog, LOG_LINE_READ, rows or [])
 
 
 # --- Reading a run for the API ----------------------------------------------------------------
