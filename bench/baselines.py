@@ -10,8 +10,10 @@ B2: 20,000 no-op Celery tasks published by a separate process to
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -20,13 +22,16 @@ from bench.common import (
     B1_REFERENCE,
     B2_REFERENCE,
     PYTHON,
+    Figure,
     Process,
     celery_command,
+    print_table,
     running,
     start_daphne,
     start_process,
     wait_http,
     worker_args,
+    write_results,
     wrk,
 )
 from bench.noop_celery import COUNTER_KEY, REDIS_URL
@@ -113,3 +118,27 @@ def measure(seconds: float = 10.0) -> Baselines:
 def reference() -> Baselines:
     """The machine the targets were set on (B1 = 960, B2 = 1,430): for quick checks only."""
     return Baselines(b1_rate=B1_REFERENCE, b1_p50_ms=0.0, b1_cpu_ms=0.0, b2_rate=B2_REFERENCE)
+
+
+def part_main(
+    name: str,
+    run: Callable[[Baselines], list[Figure]],
+    settings: dict[str, float],
+    description: str,
+    argv: list[str] | None,
+) -> int:
+    """`python -m bench.<name> [--quick]`: one part on its own, judged against fresh baselines.
+
+    `--quick` shortens the part's load runs (its `settings`) to 5 s after a 2 s warm-up and
+    judges against `reference()` instead of measuring: a check that it runs, not a figure.
+    """
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
+    parser.add_argument("--quick", action="store_true", help="5 s runs, reference baselines")
+    args = parser.parse_args(argv)
+    if args.quick:
+        settings.update(seconds=5.0, warmup=2.0)
+    base = reference() if args.quick else measure()
+    figures = run(base)
+    print_table(name, figures, base.as_dict())
+    print(f"wrote {write_results(name, {'baselines': base.as_dict(), 'figures': figures})}")
+    return 0

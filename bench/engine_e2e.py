@@ -19,7 +19,6 @@ Targets (issue 4, set where B1 = 960 req/s and B2 = 1,430 tasks/s): p50 < 25 ms 
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -33,10 +32,8 @@ from bench.baselines import Baselines
 from bench.common import (
     PYTHON,
     Figure,
-    print_table,
     scale_latency_b1,
     scale_rate_b2,
-    write_results,
 )
 
 SETTINGS = {"seconds": 10.0, "warmup": 3.0}
@@ -197,17 +194,7 @@ def run(base: Baselines) -> list[Figure]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="5 s runs, reference baselines")
-    args = parser.parse_args(argv)
-    if args.quick:
-        SETTINGS.update(seconds=5.0, warmup=2.0)
-    base = baselines.reference() if args.quick else baselines.measure()
-    figures = run(base)
-    print_table("engine_e2e", figures, base.as_dict())
-    path = write_results("engine_e2e", {"baselines": base.as_dict(), "figures": figures})
-    print(f"wrote {path}")
-    return 0
+    return baselines.part_main("engine_e2e", run, SETTINGS, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

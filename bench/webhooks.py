@@ -21,7 +21,6 @@ includes other work done meanwhile (the bench database is its own, the servers a
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any
@@ -31,10 +30,8 @@ from bench.baselines import Baselines
 from bench.common import (
     Figure,
     LoadResult,
-    print_table,
     scale_latency_b1,
     scale_rate_b2,
-    write_results,
     wrk,
 )
 
@@ -204,16 +201,7 @@ def run(base: Baselines) -> list[Figure]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="5 s runs, reference baselines")
-    args = parser.parse_args(argv)
-    if args.quick:
-        SETTINGS.update(seconds=5.0, warmup=2.0)
-    base = baselines.reference() if args.quick else baselines.measure()
-    figures = run(base)
-    print_table("webhooks", figures, base.as_dict())
-    print(f"wrote {write_results('webhooks', {'baselines': base.as_dict(), 'figures': figures})}")
-    return 0
+    return baselines.part_main("webhooks", run, SETTINGS, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":
