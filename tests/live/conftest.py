@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -180,6 +181,17 @@ async def connect_ok(comm: WebsocketCommunicator) -> dict[str, Any]:
     message = await receive(comm)
     assert message["type"] == "connected", message
     return message
+
+
+@contextlib.asynccontextmanager
+async def open_socket(**options: Any) -> AsyncIterator[WebsocketCommunicator]:
+    """A connected socket (its `connected` message read), disconnected however the block ends."""
+    comm = communicator(**options)
+    await connect_ok(comm)
+    try:
+        yield comm
+    finally:
+        await comm.disconnect()
 
 
 async def subscribe(comm: WebsocketCommunicator, execution_id: Any, **fields: Any) -> None:

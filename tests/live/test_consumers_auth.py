@@ -19,6 +19,7 @@ from tests.live.conftest import (
     connect_ok,
     expect_close,
     make_api_key,
+    open_socket,
     receive,
     session_cookie,
     short_lived_token,
@@ -205,17 +206,15 @@ def test_auth_message_with_fresh_token_keeps_the_socket_open(owner: User) -> Non
     fresh = access_token(owner)
 
     async def scenario() -> None:
-        comm = communicator(token=token, consumer=QuickExpiryConsumer)
-        await connect_ok(comm)
-        error = await receive(comm, timeout=4)
-        assert error["code"] == "token_expired"
-        # when: renewed inside the grace period
-        await comm.send_json_to({"type": "auth", "token": fresh})
-        await asyncio.sleep(1.5)  # longer than the grace period
-        # then: still open and answering
-        await comm.send_json_to({"type": "ping"})
-        assert await receive(comm) == {"type": "pong"}
-        await comm.disconnect()
+        async with open_socket(token=token, consumer=QuickExpiryConsumer) as comm:
+            error = await receive(comm, timeout=4)
+            assert error["code"] == "token_expired"
+            # when: renewed inside the grace period
+            await comm.send_json_to({"type": "auth", "token": fresh})
+            await asyncio.sleep(1.5)  # longer than the grace period
+            # then: still open and answering
+            await comm.send_json_to({"type": "ping"})
+            assert await receive(comm) == {"type": "pong"}
 
     async_to_sync(scenario)()
 

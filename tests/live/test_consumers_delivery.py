@@ -20,6 +20,7 @@ from tests.live.conftest import (
     connect_ok,
     make_execution,
     make_workflow,
+    open_socket,
     publish,
     receive,
     subscribe,
@@ -87,34 +88,32 @@ def test_replay_and_live_have_no_gap_and_no_duplicate_under_concurrent_inserts(
         )
 
     async def scenario() -> None:
-        comm = communicator(token=token)
-        await connect_ok(comm)
-        writing = asyncio.create_task(writer())
-        await asyncio.sleep(0.02)
-        # when: subscribing while lines keep arriving
-        await subscribe(comm, execution.pk)
-        subscribed = await receive(comm)
-        assert subscribed["type"] == "subscribed"
-        assert 3000 <= subscribed["last_seq"] <= last
-        seqs: list[int] = []
-        complete: dict[str, Any] | None = None
-        while complete is None:
-            message = await receive(comm, timeout=10)
-            if message["type"] == "execution:logs":
-                seqs.extend(line["seq"] for line in message["lines"])
-                await comm.send_json_to(
-                    {"type": "ack", "execution_id": str(execution.pk), "seq": seqs[-1]}
-                )
-            else:
-                assert message["type"] == "execution:complete", message
-                complete = message
-        await writing
-        # then: every line exactly once, in order, and `complete` after the last one
-        assert seqs == list(range(1, last + 1))
-        assert complete["status"] == "succeeded"
-        assert complete["output"] == {"join": "done"}
-        assert await comm.receive_nothing(timeout=0.3)
-        await comm.disconnect()
+        async with open_socket(token=token) as comm:
+            writing = asyncio.create_task(writer())
+            await asyncio.sleep(0.02)
+            # when: subscribing while lines keep arriving
+            await subscribe(comm, execution.pk)
+            subscribed = await receive(comm)
+            assert subscribed["type"] == "subscribed"
+            assert 3000 <= subscribed["last_seq"] <= last
+            seqs: list[int] = []
+            complete: dict[str, Any] | None = None
+            while complete is None:
+                message = await receive(comm, timeout=10)
+                if message["type"] == "execution:logs":
+                    seqs.extend(line["seq"] for line in message["lines"])
+                    await comm.send_json_to(
+                        {"type": "ack", "execution_id": str(execution.pk), "seq": seqs[-1]}
+                    )
+                else:
+                    assert message["type"] == "execution:complete", message
+                    complete = message
+            await writing
+            # then: every line exactly once, in order, and `complete` after the last one
+            assert seqs == list(range(1, last + 1))
+            assert complete["status"] == "succeeded"
+            assert complete["output"] == {"join": "done"}
+            assert await comm.receive_nothing(timeout=0.3)
 
     async_to_sync(scenario)()
 
@@ -125,25 +124,25 @@ def test_a_client_that_never_acks_gets_at_most_the_window(owner: User) -> None:
     token = access_token(owner)
 
     async def scenario() -> None:
-        comm = communicator(token=token)
-        await connect_ok(comm)
-        await subscribe(comm, execution.pk)
-        assert (await receive(comm))["last_seq"] == 12_000
-        seqs: list[int] = []
-        while len(seqs) < 10_000:
-            message = await receive(comm)
-            seqs.extend(line["seq"] for line in message["lines"])
-        # then: exactly the window, and nothing beyond it
-        assert seqs == list(range(1, 10_001))
-        assert await comm.receive_nothing(timeout=0.5)
-        # an ack for lines never sent does not widen the window
-        await comm.send_json_to({"type": "ack", "execution_id": str(execution.pk), "seq": 10_500})
-        more: list[int] = []
-        while len(more) < 2000:
-            message = await receive(comm)
-            more.extend(line["seq"] for line in message["lines"])
-        assert more == list(range(10_001, 12_001))
-        await comm.disconnect()
+        async with open_socket(token=token) as comm:
+            await subscribe(comm, execution.pk)
+            assert (await receive(comm))["last_seq"] == 12_000
+            seqs: list[int] = []
+            while len(seqs) < 10_000:
+                message = await receive(comm)
+                seqs.extend(line["seq"] for line in message["lines"])
+            # then: exactly the window, and nothing beyond it
+            assert seqs == list(range(1, 10_001))
+            assert await comm.receive_nothing(timeout=0.5)
+            # an ack for lines never sent does not widen the window
+            await comm.send_json_to(
+                {"type": "ack", "execution_id": str(execution.pk), "seq": 10_500}
+            )
+            more: list[int] = []
+            while len(more) < 2000:
+                message = await receive(comm)
+                more.extend(line["seq"] for line in message["lines"])
+            assert more == list(range(10_001, 12_001))
 
     async_to_sync(scenario)()
 
@@ -187,28 +186,26 @@ def test_an_acking_client_receives_everything_within_the_window(owner: User) -> 
     token = access_token(owner)
 
     async def scenario() -> None:
-        comm = communicator(token=token, consumer=QuickStallConsumer)
-        await connect_ok(comm)
-        await subscribe(comm, execution.pk)
-        await receive(comm)
-        acked = 0
-        received = 0
-        while True:
-            message = await receive(comm)
-            if message["type"] == "execution:complete":
-                break
-            seqs = [line["seq"] for line in message["lines"]]
-            assert seqs[0] == received + 1
-            assert seqs[-1] <= acked + 10_000
-            received = seqs[-1]
-            # acks lag a little behind, like a real client's
-            if received - acked >= 3000:
-                acked = received
-                await comm.send_json_to(
-                    {"type": "ack", "execution_id": str(execution.pk), "seq": acked}
-                )
-        assert received == 25_000
-        await comm.disconnect()
+        async with open_socket(token=token, consumer=QuickStallConsumer) as comm:
+            await subscribe(comm, execution.pk)
+            await receive(comm)
+            acked = 0
+            received = 0
+            while True:
+                message = await receive(comm)
+                if message["type"] == "execution:complete":
+                    break
+                seqs = [line["seq"] for line in message["lines"]]
+                assert seqs[0] == received + 1
+                assert seqs[-1] <= acked + 10_000
+                received = seqs[-1]
+                # acks lag a little behind, like a real client's
+                if received - acked >= 3000:
+                    acked = received
+                    await comm.send_json_to(
+                        {"type": "ack", "execution_id": str(execution.pk), "seq": acked}
+                    )
+            assert received == 25_000
 
     async_to_sync(scenario)()
 
@@ -218,21 +215,19 @@ def test_big_lines_are_split_into_bounded_frames(owner: User) -> None:
     token = access_token(owner)
 
     async def scenario() -> None:
-        comm = communicator(token=token)
-        await connect_ok(comm)
-        await subscribe(comm, execution.pk)
-        await receive(comm)
-        # one published batch of 40 lines of ~30 KB each (1.2 MB in all)
-        lines = await sync_to_async(add_lines)(execution, 1, 40)
-        for line in lines:
-            line["data"] = {"blob": "x" * 30_000}
-        await publish(execution.pk, {"type": "execution.logs", "lines": lines})
-        seqs: list[int] = []
-        while len(seqs) < 40:
-            output = await comm.receive_output(timeout=3)
-            assert len(output["text"]) < 300_000
-            seqs.extend(line["seq"] for line in json.loads(output["text"])["lines"])
-        assert seqs == list(range(1, 41))
-        await comm.disconnect()
+        async with open_socket(token=token) as comm:
+            await subscribe(comm, execution.pk)
+            await receive(comm)
+            # one published batch of 40 lines of ~30 KB each (1.2 MB in all)
+            lines = await sync_to_async(add_lines)(execution, 1, 40)
+            for line in lines:
+                line["data"] = {"blob": "x" * 30_000}
+            await publish(execution.pk, {"type": "execution.logs", "lines": lines})
+            seqs: list[int] = []
+            while len(seqs) < 40:
+                output = await comm.receive_output(timeout=3)
+                assert len(output["text"]) < 300_000
+                seqs.extend(line["seq"] for line in json.loads(output["text"])["lines"])
+            assert seqs == list(range(1, 41))
 
     async_to_sync(scenario)()
