@@ -11,7 +11,7 @@ from bench import baselines as baselines_module
 from bench.common import Figure, machine_facts, print_table, write_results
 
 # Each part is a module `bench.<name>` with `run(base: Baselines) -> list[Figure]`.
-PARTS = ("engine", "webhooks", "engine_e2e", "api", "ws", "recovery", "delays")
+PARTS = ("engine", "webhooks", "engine_e2e", "api", "ws", "recovery", "delays", "floor")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -129,7 +129,7 @@ def load(
     return result, cpu
 
 
-def _describe(label: str, result: LoadResult, cpu: dict[str, float]) -> str:
+def describe(label: str, result: LoadResult, cpu: dict[str, float]) -> str:
     parts = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
     return (
         f"{label}: {result.rate:.1f} req/s, p50 {result.p50_ms:.2f} ms, p95 {result.p95_ms:.2f}"
@@ -146,7 +146,7 @@ def _measure_all(
         url = hook_url(api, name, graph)
         for connections in (1, 16):
             result, cpu = load(platform, url, connections)
-            print(_describe(f"{platform.mode} {name} c={connections}", result, cpu), flush=True)
+            print(describe(f"{platform.mode} {name} c={connections}", result, cpu), flush=True)
             measured[f"{name}_c{connections}"] = {"result": result, "cpu": cpu}
     return measured
 
