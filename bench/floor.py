@@ -26,7 +26,6 @@ import contextlib
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import psycopg
 import requests
@@ -85,22 +84,13 @@ def _wait_answer(url: str, platform: servers.Platform, timeout: float = 60.0) ->
     raise RuntimeError("the floor platform did not answer within the time allowed")
 
 
-def _measure(platform: servers.Platform, url: str, label: str) -> dict[str, Any]:
-    measured: dict[str, Any] = {}
-    for connections in (1, 16):
-        result, cpu = webhooks.load(platform, url, connections)
-        print(webhooks.describe(f"{label} c={connections}", result, cpu), flush=True)
-        measured[f"c{connections}"] = {"result": result, "cpu": cpu}
-    return measured
-
-
 def run(base: Baselines) -> list[Figure]:
     print(f"rate limits used: {servers.RATE_LIMITS}")
     with floor_platform() as platform:
-        floor = _measure(platform, f"{platform.base_url}/floor", "floor")
+        floor = webhooks.measure_url(platform, f"{platform.base_url}/floor", "floor")
     with servers.production() as platform:
         api = servers.Api(platform.base_url)
-        w1 = _measure(platform, webhooks.hook_url(api, "W1", webhooks.w1_graph()), "W1")
+        w1 = webhooks.measure_url(platform, webhooks.hook_url(api, "W1", webhooks.w1_graph()), "W1")
     unit = base.b1_cpu_ms or None
     figures: list[Figure] = []
     for name, measured in (("floor", floor), ("W1", w1)):

@@ -129,7 +129,7 @@ def load(
     return result, cpu
 
 
-def describe(label: str, result: LoadResult, cpu: dict[str, float]) -> str:
+def _describe(label: str, result: LoadResult, cpu: dict[str, float]) -> str:
     parts = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
     return (
         f"{label}: {result.rate:.1f} req/s, p50 {result.p50_ms:.2f} ms, p95 {result.p95_ms:.2f}"
@@ -144,10 +144,18 @@ def _measure_all(
     measured: dict[str, Any] = {}
     for name, graph in workloads.items():
         url = hook_url(api, name, graph)
-        for connections in (1, 16):
-            result, cpu = load(platform, url, connections)
-            print(describe(f"{platform.mode} {name} c={connections}", result, cpu), flush=True)
-            measured[f"{name}_c{connections}"] = {"result": result, "cpu": cpu}
+        for level, data in measure_url(platform, url, f"{platform.mode} {name}").items():
+            measured[f"{name}_{level}"] = data
+    return measured
+
+
+def measure_url(platform: servers.Platform, url: str, label: str) -> dict[str, Any]:
+    """`load` at c=1 and c=16, each printed: `{"c1": {"result", "cpu"}, "c16": {...}}`."""
+    measured: dict[str, Any] = {}
+    for connections in (1, 16):
+        result, cpu = load(platform, url, connections)
+        print(_describe(f"{label} c={connections}", result, cpu), flush=True)
+        measured[f"c{connections}"] = {"result": result, "cpu": cpu}
     return measured
 
 
