@@ -11,8 +11,11 @@ converters coming out), so they behave the same on PostgreSQL and SQLite.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache, lru_cache
 from typing import Any, TypeVar
 
@@ -252,14 +255,38 @@ def insert_together(groups: Sequence[Sequence[Model]], *, using: str = "default"
         mark_saved(group, using)
 
 
-def typed_row_sql(connection: BaseDatabaseWrapper, fields: Sequence[Field[Any, Any]]) -> str:
-    """`%s::type, ...` for one row: VALUES outside an INSERT's own list need their types.
+def _column_type(connection: BaseDatabaseWrapper, field: Field[Any, Any]) -> str:
+    """The column's type without a length (`varchar(8)` -> `varchar`): a record column of it
+    then never cuts a value the column would refuse."""
+    return re.sub(r"\(.*?\)", "", str(field.db_type(connection) or "text"))
 
-    A length (`varchar(8)`) is left out: an explicit cast would cut a value the column then
-    refuses (`uuid`, `jsonb`, `timestamp with time zone`, `varchar` as they are).
+
+# --- Rows as one JSON parameter (PostgreSQL) ----------------------------------------------------
+
+
+def record_columns_sql(connection: BaseDatabaseWrapper, fields: Sequence[Field[Any, Any]]) -> str:
+    """`"column" type, ...`: the column definitions of `json_to_recordset` for `fields`."""
+    quote = connection.ops.quote_name
+    return ", ".join(f"{quote(str(f.column))} {_column_type(connection, f)}" for f in fields)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def json_records(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Rows (dicts keyed by column) as the JSON text `json_to_recordset(%s::json)` reads.
+
+    One parameter for any number of rows, where an INSERT's VALUES takes one per column and
+    row: no model instances to build, no value to prepare field by field, nothing for psycopg
+    to adapt but one string, and one statement text whatever the row count. A JSON value of a
+    `jsonb` column goes in as it is; JSON null is SQL NULL, as the ORM stores None.
     """
-    types = [re.sub(r"\(.*?\)", "", str(field.db_type(connection) or "text")) for field in fields]
-    return ", ".join(f"%s::{kind}" for kind in types)
+    return json.dumps(rows, default=_json_value, ensure_ascii=False, separators=(",", ":"))
 
 
 # --- Reading one row --------------------------------------------------------------------------

@@ -107,6 +107,7 @@ def publish(execution_ids: list[str]) -> dict[str, Any]:
     from executions import events
     from executions.models import Execution, ExecutionLog
     from executions.services import log_line_body
+    from executions.statements import LOG_LINE_READ
 
     now = timezone.now()
     published_at = time.time()
@@ -125,7 +126,13 @@ def publish(execution_ids: list[str]) -> dict[str, Any]:
         )
         Execution.objects.filter(pk__in=execution_ids).update(next_log_seq=F("next_log_seq") + 1)
         events.publish_on_commit(
-            [events.logs_message(row.execution_id, [log_line_body(row)]) for row in rows]
+            [
+                events.logs_message(
+                    row.execution_id,
+                    [log_line_body({name: getattr(row, name) for name in LOG_LINE_READ})],
+                )
+                for row in rows
+            ]
         )
     started = time.monotonic()
     idle = events.publisher.wait_idle(timeout=60)

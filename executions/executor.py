@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from autoflow.nul import json_has_nul, without_nul
 from nodes.base import Node, NodeContext, NodeError, NodeParams, NodeResult
 from nodes.registry import get_node_class
 
@@ -749,6 +750,11 @@ class Executor:
                     code="output_too_large",
                 ),
             )
+        if json_has_nul(encoded):
+            return self._attempt_failed(
+                state,
+                NodeError("The output holds a NUL character (\\u0000), which cannot be stored."),
+            )
         plain = redact(json.loads(encoded), self._secrets)
         now = self.clock()
         state.status = "succeeded"
@@ -775,7 +781,8 @@ class Executor:
 
     def _attempt_failed(self, state: NodeState, error: NodeError) -> Outcome | None:
         spec = self.plan.nodes[state.node_id]
-        error_body = redact(error.as_dict(), self._secrets)
+        # An error's text may quote what a server sent, NULs included (`autoflow.nul`).
+        error_body = without_nul(redact(error.as_dict(), self._secrets))
         now = self.clock()
         if error.retryable and state.attempts < spec.retry.max_attempts:
             delay = (

@@ -65,13 +65,13 @@ def _visible(user: User, owner_id: Any) -> bool:
 
 def execution_logs(
     *, execution: Execution, after_seq: int = 0, limit: int = LOGS_DEFAULT_LIMIT
-) -> tuple[list[ExecutionLog], bool]:
-    """Log lines after `after_seq`, in order, and whether more follow."""
+) -> tuple[list[dict[str, Any]], bool]:
+    """Log lines after `after_seq` (dicts of their columns), in order, and whether more follow."""
     limit = max(1, min(limit, LOGS_MAX_LIMIT))
     rows = list(
-        ExecutionLog.objects.filter(execution=execution, seq__gt=after_seq).order_by("seq")[
-            : limit + 1
-        ]
+        ExecutionLog.objects.filter(execution=execution, seq__gt=after_seq)
+        .order_by("seq")
+        .values(*statements.LOG_LINE_READ)[: limit + 1]
     )
     return rows[:limit], len(rows) > limit
 

@@ -35,7 +35,8 @@ from django.utils import timezone
 from kombu.pools import producers
 
 from accounts.models import User
-from autoflow.exceptions import IdempotencyConflict, InvalidState
+from autoflow.exceptions import IdempotencyConflict, InvalidState, ValidationFailed
+from autoflow.nul import contains_nul
 from autoflow.statements import insert_together
 from executions import events, leases, statements
 from executions.executor import (
@@ -266,9 +267,15 @@ def execution_start(
 
     `execution_id` lets a caller subscribe to the run's events before it exists (a replay
     returns the first call's execution, with its own id). The run's end is also published on
-    `notify_channel`, when given (`executions.completions`).
+    `notify_channel`, when given (`executions.completions`). An input holding a NUL character
+    is refused (`ValidationFailed`): the database could not store it (`autoflow.nul`).
     """
     payload = dict(input or {})
+    if contains_nul(payload):
+        raise ValidationFailed(
+            "The input holds a NUL character (\\u0000), which cannot be stored.",
+            details={"input": ["NUL characters (\\u0000) are not allowed."]},
+        )
 
     def create() -> Execution:
         return _create_execution(
@@ -327,36 +334,40 @@ def _idempotent_replay(scope: str, key: str, request_hash: str) -> Execution | N
 # --- Logs ------------------------------------------------------------------------------------
 
 
-def _log_row(execution_id: Any, seq: int, line: LogLine) -> ExecutionLog:
-    return ExecutionLog(
-        execution_id=execution_id,
-        seq=seq,
-        ts=line.ts,
-        level=line.level,
-        node_id=line.node_id,
-        message=line.message,
-        data=line.data,
-    )
-
-
-def log_line_body(row: ExecutionLog) -> dict[str, Any]:
-    """The SPEC's log line shape."""
+def _log_values(execution_id: Any, line: LogLine) -> dict[str, Any]:
+    """A line's columns but its seq (`statements.LOG_VALUES`)."""
     return {
-        "seq": row.seq,
-        "ts": row.ts.isoformat(),
-        "level": row.level,
-        "node_id": row.node_id,
-        "message": row.message,
-        "data": row.data,
+        "execution_id": execution_id,
+        "ts": line.ts,
+        "level": line.level,
+        "node_id": line.node_id,
+        "message": line.message,
+        "data": line.data,
     }
 
 
-def _log_rows(execution_id: Any, lines: list[LogLine]) -> list[ExecutionLog]:
+def _log_row(execution_id: Any, seq: int, line: LogLine) -> ExecutionLog:
+    return ExecutionLog(seq=seq, **_log_values(execution_id, line))
+
+
+def log_line_body(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The SPEC's log line shape, from a stored line's columns."""
+    return {
+        "seq": row["seq"],
+        "ts": row["ts"].isoformat(),
+        "level": row["level"],
+        "node_id": row["node_id"],
+        "message": row["message"],
+        "data": row["data"],
+    }
+
+
+def _log_rows(execution_id: Any, lines: list[LogLine]) -> list[dict[str, Any]]:
     """Rows for the lines; `statements.write_run` numbers them."""
-    return [_log_row(execution_id, 0, line) for line in lines]
+    return [_log_values(execution_id, line) for line in lines]
 
 
-def _logs_messages(execution_id: Any, rows: list[ExecutionLog]) -> list[events.Message]:
+def _logs_messages(execution_id: Any, rows: list[dict[str, Any]]) -> list[events.Message]:
     return [events.logs_message(execution_id, [log_line_body(r) for r in rows])] if rows else []
 
 
@@ -433,17 +444,14 @@ class DatabaseRunStore:
         Returns the messages to publish once it is committed: the lines, then node states.
         """
         changes = execution_changes or {"lease_expires_at": self._lease_until()}
-        # Every node run exists (loaded at claim), so its upsert only ever updates: one
-        # INSERT ... ON CONFLICT DO UPDATE, where bulk_update builds a CASE per field and row
-        # (profiled: 3 ms per node on a 500-node chain, most of it building expressions).
+        # Every node run exists (loaded at claim): its new state is an UPDATE by id.
         runs = [
-            NodeRun(
-                pk=self.node_pks[state.node_id],
-                execution_id=self.execution.pk,
-                node_id=state.node_id,
-                type=state.type,
-                **{f: getattr(state, f) for f in NODE_RUN_STATE_FIELDS},
-            )
+            {
+                "id": self.node_pks[state.node_id],
+                "node_id": state.node_id,
+                "type": state.type,
+                **{name: getattr(state, name) for name in NODE_RUN_STATE_FIELDS},
+            }
             for state in nodes
         ]
         rows = _log_rows(self.execution.pk, logs)

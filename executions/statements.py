@@ -9,6 +9,7 @@ PostgreSQL each is one statement, one round trip.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Mapping, Sequence
 from functools import cache, lru_cache
 from typing import Any
@@ -16,8 +17,8 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Model
 
+from autoflow.nul import json_has_nul, without_nul
 from autoflow.statements import (
-    MAX_PARAMS_POSTGRESQL,
     STATEMENT_CACHE_SIZE,
     columns_sql,
     connection_for,
@@ -25,11 +26,10 @@ from autoflow.statements import (
     execute,
     fields_of,
     insert_objects,
-    mark_saved,
+    json_records,
     pk_of,
     prepared_key,
-    row_params,
-    typed_row_sql,
+    record_columns_sql,
 )
 from executions.models import (
     NODE_RUN_STATE_FIELDS,
@@ -210,68 +210,72 @@ def update_execution(
 # A log line's columns but its seq, which comes from the execution row's counter.
 LOG_VALUES = ("execution_id", "ts", "level", "node_id", "message", "data")
 NODE_RUN_ALL = tuple(field.attname for field in NodeRun._meta.concrete_fields)
+# What a run's write changes in its node runs (which exist from its start), by `id`.
+NODE_RUN_WRITE = ("id", *NODE_RUN_STATE_FIELDS)
 
 
-@lru_cache(maxsize=STATEMENT_CACHE_SIZE)  # one entry per changed-fields and row-count shape
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)  # one entry per changed-fields shape: bounded
 def _write_run_sql(
-    using: str, names: tuple[str, ...], guarded: bool, log_rows: int, node_rows: int
+    using: str, names: tuple[str, ...], guarded: bool, with_logs: bool, with_node_runs: bool
 ) -> str:
-    """The guarded UPDATE as a CTE; the inserts select from it, so no row means no insert."""
+    """The guarded UPDATE as a CTE; the writes select from it, so no row means no write.
+
+    New log lines and the node runs' states each come as one JSON parameter
+    (`autoflow.statements.json_records`).
+    """
     connection = connection_for(using)
     quote = connection.ops.quote_name
     parts = [f"run AS ({_guarded_update_sql(using, names, guarded)})"]
-    if log_rows:
+    if with_logs:
         fields = fields_of(ExecutionLog, LOG_VALUES)
-        row = typed_row_sql(connection, fields)
-        # The literal ordinal numbers the lines within the seqs the UPDATE reserved.
-        values = ", ".join(f"({n}, {row})" for n in range(log_rows))
+        columns = columns_sql(connection, fields)
+        # Numbered in order within the seqs the UPDATE reserved (the first parameter here is
+        # the line count, as the UPDATE's first one).
         parts.append(
             f"logs AS (INSERT INTO {quote(ExecutionLog._meta.db_table)} "  # noqa: S608
-            f"({columns_sql(connection, fields)}, {quote('seq')}) "
-            f"SELECT {_aliases(fields, 'v.')}, run.next_log_seq - {log_rows} + v.ordinal "
-            f"FROM run, (VALUES {values}) AS v(ordinal, {_aliases(fields)}))"
+            f"({columns}, {quote('seq')}) "
+            f"SELECT {columns}, run.next_log_seq - %s + v.ordinal - 1 FROM run, "
+            f"ROWS FROM (json_to_recordset(%s::json) AS ({record_columns_sql(connection, fields)}))"
+            f" WITH ORDINALITY AS v({columns}, ordinal))"
         )
-    if node_rows:
-        fields = fields_of(NodeRun, NODE_RUN_ALL)
-        values = ", ".join([f"({typed_row_sql(connection, fields)})"] * node_rows)
+    if with_node_runs:
+        fields = fields_of(NodeRun, NODE_RUN_WRITE)
+        table = quote(NodeRun._meta.db_table)
         updates = ", ".join(
-            f"{quote(str(f.column))} = EXCLUDED.{quote(str(f.column))}"
+            f"{quote(str(f.column))} = v.{quote(str(f.column))}"
             for f in fields_of(NodeRun, NODE_RUN_STATE_FIELDS)
         )
         parts.append(
-            f"node_runs AS (INSERT INTO {quote(NodeRun._meta.db_table)} "  # noqa: S608
-            f"({columns_sql(connection, fields)}) "
-            f"SELECT {_aliases(fields, 'v.')} FROM run, (VALUES {values}) AS v({_aliases(fields)})"
-            f" ON CONFLICT ({quote(str(pk_of(NodeRun).column))}) DO UPDATE SET {updates})"
+            f"node_runs AS (UPDATE {table} SET {updates} FROM run, "  # noqa: S608
+            f"json_to_recordset(%s::json) AS v({record_columns_sql(connection, fields)}) "
+            f"WHERE {table}.{quote('id')} = v.{quote('id')})"
         )
     return f"WITH {', '.join(parts)} SELECT next_log_seq, cancel_requested FROM run"  # noqa: S608
 
 
-def _aliases(fields: Sequence[object], prefix: str = "") -> str:
-    return ", ".join(f"{prefix}c{n}" for n in range(len(fields)))
-
-
 def write_run(
-    execution_id: object,
+    execution_id: uuid.UUID | str,
     *,
     changes: Mapping[str, Any],
-    logs: Sequence[ExecutionLog] = (),
-    node_runs: Sequence[NodeRun] = (),
+    logs: Sequence[dict[str, Any]] = (),
+    node_runs: Sequence[dict[str, Any]] = (),
     lease_owner: str | None = None,
     using: str = "default",
 ) -> tuple[int, bool] | None:
     """Apply `changes` to the run, append `logs` and overwrite `node_runs`' states, atomically.
 
-    The log lines get the next seqs of the run's counter (their `seq` is set here). With
-    `lease_owner`, nothing is written unless that worker holds the running execution. Returns
-    `(next_log_seq, cancel_requested)`, or None when no row matched. On PostgreSQL this is one
-    statement, one round trip (a run's every checkpoint and its end write through here);
-    elsewhere the same writes one after the other in a transaction.
+    `logs`: dicts of `LOG_VALUES`; each gets the next seq of the run's counter as its `seq`.
+    `node_runs`: dicts of `NODE_RUN_WRITE` (and `node_id`, `type`), rows the run already has.
+    With `lease_owner`, nothing is written unless that worker holds the running execution.
+    Returns `(next_log_seq, cancel_requested)`, or None when no row matched. On PostgreSQL this
+    is one statement, one round trip (a run's every checkpoint and its end write through here),
+    and a NUL character in the lines or the node runs (the text of an error from elsewhere; a
+    node's output with one has failed already) is stored as U+FFFD, in the dicts too, so what
+    is published is what is stored (`autoflow.nul`). Elsewhere the same writes one after the
+    other in a transaction.
     """
     connection = connection_for(using)
-    params_needed = len(changes) + 4 + len(logs) * len(LOG_VALUES)
-    params_needed += len(node_runs) * len(NODE_RUN_ALL)
-    if connection.vendor != "postgresql" or params_needed > MAX_PARAMS_POSTGRESQL:
+    if connection.vendor != "postgresql":
         with transaction.atomic(using=using, savepoint=False):
             returned = update_execution(
                 execution_id,
@@ -282,27 +286,42 @@ def write_run(
             )
             if returned is not None:
                 _number(logs, returned[0])
-                insert_objects(logs, using=using)
-                insert_objects(node_runs, update_fields=NODE_RUN_STATE_FIELDS, using=using)
+                insert_objects([ExecutionLog(**row) for row in logs], using=using)
+                insert_objects(
+                    [NodeRun(execution_id=execution_id, **row) for row in node_runs],
+                    update_fields=NODE_RUN_STATE_FIELDS,
+                    using=using,
+                )
         return returned
     names = tuple(changes)
     params = _update_params(execution_id, names, changes, len(logs), lease_owner, using)
-    params += row_params(logs, fields_of(ExecutionLog, LOG_VALUES), connection)
-    params += row_params(node_runs, fields_of(NodeRun, NODE_RUN_ALL), connection)
-    sql = _write_run_sql(using, names, lease_owner is not None, len(logs), len(node_runs))
+    if logs:
+        params += [len(logs), _storable_records(logs)]
+    if node_runs:
+        params.append(_storable_records(node_runs))
+    sql = _write_run_sql(using, names, lease_owner is not None, bool(logs), bool(node_runs))
     rows = execute(using, sql, params)
     if not rows:
         return None
     next_seq, cancel = convert_rows(using, Execution, ("next_log_seq", "cancel_requested"), rows)[0]
     _number(logs, int(next_seq))
-    mark_saved([*logs, *node_runs], using)
     return int(next_seq), bool(cancel)
 
 
-def _number(logs: Sequence[ExecutionLog], next_seq: int) -> None:
+def _storable_records(rows: Sequence[dict[str, Any]]) -> str:
+    """`json_records`, with any NUL in the rows' strings replaced (in the rows themselves)."""
+    encoded = json_records(rows)
+    if not json_has_nul(encoded):
+        return encoded
+    for row in rows:
+        row.update({name: without_nul(value) for name, value in row.items()})
+    return json_records(rows)
+
+
+def _number(logs: Sequence[dict[str, Any]], next_seq: int) -> None:
     first = next_seq - len(logs)
     for index, row in enumerate(logs):
-        row.seq = first + index
+        row["seq"] = first + index
 
 
 def _as_dicts(

@@ -50,6 +50,7 @@ def runs_of(execution_id: str, node_id: str) -> int:
 class FlakyParams(NodeParams):
     fail_times: int = 0
     retryable: bool = True
+    message: str = "planned failure"
 
 
 @register
@@ -62,7 +63,7 @@ class FlakyNode(Node):
     def run(self, ctx: NodeContext, params: FlakyParams) -> NodeResult:
         count_run(ctx.execution_id, ctx.node_id)
         if ctx.attempt <= params.fail_times:
-            raise NodeError(f"planned failure {ctx.attempt}", retryable=params.retryable)
+            raise NodeError(f"{params.message} {ctx.attempt}", retryable=params.retryable)
         return NodeResult(output={"attempt": ctx.attempt})
 
 

@@ -8,6 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey
+from autoflow.exceptions import ValidationFailed
 from executions import services
 from executions.models import Execution
 from tests.conftest import client_for
@@ -63,6 +64,41 @@ def test_execute_rejects_non_object_input(owner_client, owner):
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "validation_error"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"input": {"x": "a\x00b"}}, {"input": {"a\x00": 1}}, {"input": {"x": ["\x00"]}}],
+)
+def test_execute_refuses_a_nul_character_with_400_and_stores_nothing(owner_client, owner, body):
+    # PostgreSQL stores no NUL: before, this was a 500 from the execution's insert.
+    workflow = make_workflow(owner, GRAPH)
+    response = owner_client.post(f"/api/workflows/{workflow.pk}/execute", body, format="json")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert "NUL" in error["message"]
+    assert not Execution.objects.exists()
+
+
+def test_execute_takes_the_text_backslash_u0000_which_is_no_nul(owner_client, owner):
+    workflow = make_workflow(owner, GRAPH)
+    response = owner_client.post(
+        f"/api/workflows/{workflow.pk}/execute", {"input": {"x": "\\u0000"}}, format="json"
+    )
+    assert response.status_code == 202, response.content
+    assert Execution.objects.get().input == {"x": "\\u0000"}
+
+
+def test_starting_an_execution_refuses_a_nul_in_its_input(owner):
+    # Every way in (webhooks, schedules, the CLI) starts here, not only the API.
+    workflow = make_workflow(owner, GRAPH)
+    with pytest.raises(ValidationFailed) as raised:
+        services.execution_start(
+            workflow=workflow, trigger="manual", input={"x": "\x00"}, user=owner
+        )
+    assert raised.value.details == {"input": ["NUL characters (\\u0000) are not allowed."]}
+    assert not Execution.objects.exists()
 
 
 def test_execute_private_of_other_is_404_public_is_403_and_never_runs(

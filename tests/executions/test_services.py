@@ -446,3 +446,33 @@ def test_runs_hold_their_leases_through_the_processs_one_keeper_thread(owner):
     keepers = [t for t in threading.enumerate() if t.name == "autoflow-lease"]
     assert len(keepers) == 1  # one long-lived thread, not one started and joined per run
     assert leases.keeper.held() == 0
+
+
+# --- NUL characters, which PostgreSQL does not store -------------------------------------------
+
+
+def test_a_node_output_holding_a_nul_fails_that_node_and_the_run_ends(owner):
+    # The template writes `\u0000` as text in the graph; rendered, it is a NUL. Before, the
+    # run's end could not be written and the run stayed `running` until its lease lapsed.
+    nul = {"fields": {"v": "{{ input.x | replace('-', '\\u0000') }}"}}
+    graph = chain({"id": "a", "type": "transform", "params": nul}, emit("b", "after"))
+    execution = run_to_end(start(make_workflow(owner, graph), {"x": "a-b"}))
+    assert execution.status == "failed"
+    assert execution.error["code"] == "node_error"
+    assert "NUL" in execution.error["message"]
+    runs = {run.node_id: run for run in NodeRun.objects.filter(execution=execution)}
+    assert (runs["a"].status, runs["a"].output) == ("failed", None)
+    assert runs["b"].status == "pending"  # never ran: the run stopped at "a"
+
+
+def test_a_nul_in_an_error_message_is_stored_as_a_replacement_character(owner):
+    # An error's text may quote what a server answered, NULs included.
+    said = {"fail_times": 1, "retryable": False, "message": "{{ 'server said \\u0000:' }}"}
+    graph = chain({"id": "a", "type": "test_flaky", "params": said})
+    execution = run_to_end(start(make_workflow(owner, graph), {}))
+    assert execution.status == "failed"
+    assert execution.error["message"] == "server said \ufffd: 1"
+    failed = NodeRun.objects.get(execution=execution, node_id="a")
+    assert failed.error == {"code": "node_error", "message": "server said \ufffd: 1"}
+    messages = ExecutionLog.objects.filter(execution=execution).values_list("message", flat=True)
+    assert any("server said \ufffd: 1" in message for message in messages)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from autoflow.statements import insert_objects
 from executions import services, statements
-from executions.models import Execution, ExecutionLog, NodeRun
+from executions.models import NODE_RUN_STATE_FIELDS, Execution, ExecutionLog, NodeRun
 from tests.executions.conftest import make_graph, make_workflow
 
 pytestmark = pytest.mark.django_db
@@ -170,19 +171,24 @@ def _running(owner, *node_ids: str) -> Execution:
     return execution
 
 
-def _state(execution: Execution, node_id: str, **values: object) -> NodeRun:
-    pk = NodeRun.objects.get(execution=execution, node_id=node_id).pk
-    return NodeRun(pk=pk, execution_id=execution.pk, node_id=node_id, type="test_emit", **values)
+def _state(execution: Execution, node_id: str, **values: Any) -> dict[str, Any]:
+    """A node run's new state as the run store writes it: every state field, by id."""
+    stored = NodeRun.objects.get(execution=execution, node_id=node_id)
+    state = {name: getattr(stored, name) for name in NODE_RUN_STATE_FIELDS}
+    return {"id": stored.pk, "node_id": node_id, "type": "test_emit", **state, **values}
+
+
+def _line(execution: Execution, message: str, **values: Any) -> dict[str, Any]:
+    line = {"execution_id": execution.pk, "ts": timezone.now(), "level": "info"}
+    return {**line, "node_id": None, "message": message, "data": None, **values}
 
 
 def test_write_run_numbers_lines_updates_runs_and_the_row_in_one_statement(owner):
     execution = _running(owner, "a", "b")
     finished = timezone.now()
     lines = [
-        ExecutionLog(execution_id=execution.pk, ts=finished, message="one", data={"k": [1]}),
-        ExecutionLog(
-            execution_id=execution.pk, ts=finished, level="error", node_id="a", message="two"
-        ),
+        _line(execution, "one", ts=finished, data={"k": [1], "s": 'é"\\'}),
+        _line(execution, "two", ts=finished, level="error", node_id="a"),
     ]
     runs = [
         _state(
@@ -200,14 +206,14 @@ def test_write_run_numbers_lines_updates_runs_and_the_row_in_one_statement(owner
     assert returned == (4, False)  # the queued line took seq 1
     if connection.vendor == "postgresql":
         assert len(queries) == 1
-    assert [line.seq for line in lines] == [2, 3]
+    assert [line["seq"] for line in lines] == [2, 3]
     stored = list(
         ExecutionLog.objects.filter(execution=execution)
         .order_by("seq")
         .values_list("seq", "level", "node_id", "message", "data", "ts")
     )
     assert stored[1:] == [
-        (2, "info", None, "one", {"k": [1]}, finished),
+        (2, "info", None, "one", {"k": [1], "s": 'é"\\'}, finished),
         (3, "error", "a", "two", None, finished),
     ]
     state = list(
@@ -224,34 +230,64 @@ def test_write_run_numbers_lines_updates_runs_and_the_row_in_one_statement(owner
     assert (row.output, row.next_log_seq) == ({"done": True}, 4)
 
 
+@pytest.mark.parametrize("output", ["text", 3, True, [1, "x"], {"nested": {"deep": None}}, None])
+def test_write_run_stores_any_json_output_as_the_orm_would(owner, output):
+    execution = _running(owner, "a")
+    statements.write_run(
+        execution.pk, changes={}, node_runs=[_state(execution, "a", output=output)]
+    )
+    stored = NodeRun.objects.get(execution=execution, node_id="a")
+    assert stored.output == output
+    # None is SQL NULL, as the ORM stores it, not JSON null.
+    assert NodeRun.objects.filter(pk=stored.pk, output__isnull=True).exists() is (output is None)
+
+
 def test_write_run_writes_nothing_without_the_lease(owner):
     execution = _running(owner, "a")
-    line = ExecutionLog(execution_id=execution.pk, message="late")
+    line = _line(execution, "late")
     run = _state(execution, "a", status="succeeded")
     returned = statements.write_run(
         execution.pk, changes={"status": "succeeded"}, logs=[line], node_runs=[run], lease_owner="x"
     )
     assert returned is None
     assert not ExecutionLog.objects.filter(message="late").exists()
-    assert NodeRun.objects.get(pk=run.pk).status == "pending"
+    assert NodeRun.objects.get(pk=run["id"]).status == "pending"
     assert Execution.objects.get(pk=execution.pk).status == "running"
 
 
-def test_write_run_past_the_parameter_limit_writes_the_same_in_a_transaction(owner, monkeypatch):
+def test_write_run_takes_thousands_of_lines_in_one_statement(owner):
     execution = _running(owner, "a")
-    monkeypatch.setattr(statements, "MAX_PARAMS_POSTGRESQL", 10)
-    lines = [ExecutionLog(execution_id=execution.pk, message=f"m{i}") for i in range(3)]
-    run = _state(execution, "a", status="failed")
+    lines = [_line(execution, f"m{i}") for i in range(5_000)]
     with CaptureQueriesContext(connection) as queries:
-        returned = statements.write_run(
-            execution.pk, changes={}, logs=lines, node_runs=[run], lease_owner="me"
-        )
-    assert returned == (5, False)
-    assert len([q for q in queries if "WITH" in q["sql"]]) == 0
-    assert list(
-        ExecutionLog.objects.filter(message__startswith="m").values_list("seq", flat=True)
-    ) == [2, 3, 4]
-    assert NodeRun.objects.get(pk=run.pk).status == "failed"
+        returned = statements.write_run(execution.pk, changes={}, logs=lines, lease_owner="me")
+    assert returned == (5_002, False)
+    if connection.vendor == "postgresql":
+        assert len(queries) == 1
+    seqs = ExecutionLog.objects.filter(message__startswith="m").values_list("seq", flat=True)
+    assert list(seqs.order_by("seq")) == list(range(2, 5_002))
+
+
+def test_write_run_stores_a_nul_in_diagnostic_text_as_a_replacement_character(owner):
+    execution = _running(owner, "a")
+    error = {"code": "http_status", "message": "server said a\x00b"}
+    line = _line(execution, "Node failed: a\x00b", data={"k\x00": ["\x00"]})
+    run = _state(execution, "a", status="failed", error=error)
+    returned = statements.write_run(
+        execution.pk, changes={}, logs=[line], node_runs=[run], lease_owner="me"
+    )
+    assert returned == (3, False)
+    stored_line = ExecutionLog.objects.get(execution=execution, seq=2)
+    if connection.vendor == "postgresql":
+        assert stored_line.message == "Node failed: a\ufffdb"
+        assert stored_line.data == {"k\ufffd": ["\ufffd"]}
+        assert NodeRun.objects.get(pk=run["id"]).error == {
+            **error,
+            "message": "server said a\ufffdb",
+        }
+        # What is published is what is stored.
+        assert line["message"] == "Node failed: a\ufffdb"
+    else:  # SQLite stores a NUL as it is
+        assert stored_line.message == "Node failed: a\x00b"
 
 
 def test_starting_an_execution_inserts_its_rows_in_one_statement(owner):

@@ -107,6 +107,34 @@ def test_form_and_text_bodies_are_parsed_by_content_type(
     assert Execution.objects.filter(workflow=workflow).count() == 2
 
 
+def test_a_nul_character_anywhere_in_the_call_is_400_and_stores_nothing(
+    live_daphne: ServerUrl, owner: User
+) -> None:
+    # PostgreSQL stores no NUL: before, each of these was a 500 from the execution's insert.
+    workflow = webhook_workflow(owner, fields={"ok": "yes"})
+    url = _hook(live_daphne, workflow)
+    calls = [
+        requests.post(url, json={"a": "x\x00y"}, timeout=TIMEOUT),
+        requests.post(url, json={"k\x00": 1}, timeout=TIMEOUT),
+        requests.post(url, data={"x": "\x00"}, timeout=TIMEOUT),
+        requests.post(
+            url, data=b"raw\x00text", headers={"Content-Type": "text/plain"}, timeout=TIMEOUT
+        ),
+        requests.post(url + "?q=%00", json={}, timeout=TIMEOUT),
+    ]
+
+    for response in calls:
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["code"] == "validation_error"
+        assert "NUL" in error["message"]
+    assert not Execution.objects.filter(workflow=workflow).exists()
+    # The six characters `\u0000` as text are no NUL: that call runs.
+    text = requests.post(url, json={"a": "\\u0000"}, timeout=TIMEOUT)
+    assert text.status_code == 202, text.text
+    assert Execution.objects.get(workflow=workflow).input["body"] == {"a": "\\u0000"}
+
+
 def test_on_complete_answers_200_with_the_leaf_output(
     live_daphne: ServerUrl, trigger_worker: EngineProcesses, owner: User
 ) -> None:

@@ -498,6 +498,31 @@ def test_malformed_json_and_non_object_body(owner_client):
     assert Workflow.objects.count() == 0
 
 
+def test_a_nul_character_in_a_body_is_400_on_create_and_update_and_changes_nothing(
+    owner, owner_client
+):
+    # PostgreSQL stores no NUL: a graph with one was a 500 from the insert.
+    created = owner_client.post(
+        "/api/workflows", {"name": "w", "graph": simple_graph("a\x00b")}, format="json"
+    )
+    assert _error(created) == (400, "validation_error")
+    assert "NUL" in created.json()["error"]["message"]
+    assert Workflow.objects.count() == 0
+    workflow = WorkflowFactory.create(owner=owner)
+    utf16 = '{"name": "n\\u0000", "version": 1}'.encode("utf-16")
+    for body, content_type in [
+        ('{"description": "d\\u0000", "version": 1}', "application/json"),
+        (utf16, "application/json; charset=utf-16"),
+    ]:
+        patched = owner_client.patch(
+            f"/api/workflows/{workflow.pk}", data=body, content_type=content_type
+        )
+        assert _error(patched) == (400, "validation_error")
+        assert "NUL" in patched.json()["error"]["message"]
+    workflow.refresh_from_db()
+    assert (workflow.version, "\x00" in workflow.name + workflow.description) == (1, False)
+
+
 def test_non_uuid_id_is_not_found(owner_client):
     assert _error(owner_client.get("/api/workflows/not-a-uuid")) == (404, "not_found")
     assert _error(owner_client.get("/api/workflows/12/versions")) == (404, "not_found")
