@@ -444,10 +444,11 @@ class DatabaseRunStore:
         Returns the messages to publish once it is committed: the lines, then node states.
         """
         changes = execution_changes or {"lease_expires_at": self._lease_until()}
-        # Every node run exists (loaded at claim): its new state is an UPDATE by id.
+        # Every node run exists (loaded at claim): only its state changes.
         runs = [
             {
                 "id": self.node_pks[state.node_id],
+                "execution_id": self.execution.pk,
                 "node_id": state.node_id,
                 "type": state.type,
                 **{name: getattr(state, name) for name in NODE_RUN_STATE_FIELDS},

@@ -210,8 +210,9 @@ def update_execution(
 # A log line's columns but its seq, which comes from the execution row's counter.
 LOG_VALUES = ("execution_id", "ts", "level", "node_id", "message", "data")
 NODE_RUN_ALL = tuple(field.attname for field in NodeRun._meta.concrete_fields)
-# What a run's write changes in its node runs (which exist from its start), by `id`.
-NODE_RUN_WRITE = ("id", *NODE_RUN_STATE_FIELDS)
+# What a run's write gives of its node runs (which exist from its start): their state, and
+# what identifies them.
+NODE_RUN_WRITE = ("id", "execution_id", "node_id", "type", *NODE_RUN_STATE_FIELDS)
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)  # one entry per changed-fields shape: bounded
@@ -239,16 +240,21 @@ def _write_run_sql(
             f" WITH ORDINALITY AS v({columns}, ordinal))"
         )
     if with_node_runs:
+        # An upsert, never an insert (every node run exists from the run's start): the
+        # conflict finds each row through the primary key, where an UPDATE ... FROM the
+        # recordset is planned as a hash join over a scan of the whole table. `position`,
+        # which an insert would need, is never written.
         fields = fields_of(NodeRun, NODE_RUN_WRITE)
-        table = quote(NodeRun._meta.db_table)
+        columns = columns_sql(connection, fields)
         updates = ", ".join(
-            f"{quote(str(f.column))} = v.{quote(str(f.column))}"
+            f"{quote(str(f.column))} = EXCLUDED.{quote(str(f.column))}"
             for f in fields_of(NodeRun, NODE_RUN_STATE_FIELDS)
         )
         parts.append(
-            f"node_runs AS (UPDATE {table} SET {updates} FROM run, "  # noqa: S608
+            f"node_runs AS (INSERT INTO {quote(NodeRun._meta.db_table)} "  # noqa: S608
+            f"({columns}, {quote('position')}) SELECT {columns}, 0 FROM run, "
             f"json_to_recordset(%s::json) AS v({record_columns_sql(connection, fields)}) "
-            f"WHERE {table}.{quote('id')} = v.{quote('id')})"
+            f"ON CONFLICT ({quote(str(pk_of(NodeRun).column))}) DO UPDATE SET {updates})"
         )
     return f"WITH {', '.join(parts)} SELECT next_log_seq, cancel_requested FROM run"  # noqa: S608
 
@@ -265,7 +271,7 @@ def write_run(
     """Apply `changes` to the run, append `logs` and overwrite `node_runs`' states, atomically.
 
     `logs`: dicts of `LOG_VALUES`; each gets the next seq of the run's counter as its `seq`.
-    `node_runs`: dicts of `NODE_RUN_WRITE` (and `node_id`, `type`), rows the run already has.
+    `node_runs`: dicts of `NODE_RUN_WRITE`, rows the run already has (only their states change).
     With `lease_owner`, nothing is written unless that worker holds the running execution.
     Returns `(next_log_seq, cancel_requested)`, or None when no row matched. On PostgreSQL this
     is one statement, one round trip (a run's every checkpoint and its end write through here),
@@ -288,7 +294,7 @@ def write_run(
                 _number(logs, returned[0])
                 insert_objects([ExecutionLog(**row) for row in logs], using=using)
                 insert_objects(
-                    [NodeRun(execution_id=execution_id, **row) for row in node_runs],
+                    [NodeRun(**row) for row in node_runs],
                     update_fields=NODE_RUN_STATE_FIELDS,
                     using=using,
                 )

@@ -175,7 +175,8 @@ def _state(execution: Execution, node_id: str, **values: Any) -> dict[str, Any]:
     """A node run's new state as the run store writes it: every state field, by id."""
     stored = NodeRun.objects.get(execution=execution, node_id=node_id)
     state = {name: getattr(stored, name) for name in NODE_RUN_STATE_FIELDS}
-    return {"id": stored.pk, "node_id": node_id, "type": "test_emit", **state, **values}
+    identity = {"id": stored.pk, "execution_id": execution.pk, "node_id": node_id}
+    return {**identity, "type": "test_emit", **state, **values}
 
 
 def _line(execution: Execution, message: str, **values: Any) -> dict[str, Any]:
