@@ -139,7 +139,7 @@ def convert_rows(
 
 
 @cache
-def _insert_names(model: type[Model]) -> tuple[str, ...]:
+def insert_names(model: type[Model]) -> tuple[str, ...]:
     """Every concrete column, less an auto-generated primary key."""
     return tuple(
         field.attname
@@ -210,49 +210,12 @@ def insert_objects(
     if update_fields:
         names = tuple(field.attname for field in model._meta.concrete_fields)
     else:
-        names = _insert_names(model)
+        names = insert_names(model)
     fields = fields_of(model, names)
     for batch in _batches(connection, list(objs), len(fields)):
         params = row_params(batch, fields, connection)
         execute(using, _insert_sql(using, model, names, len(batch), update_fields), params)
     mark_saved(objs, using)
-
-
-@lru_cache(maxsize=STATEMENT_CACHE_SIZE)  # one entry per models-and-row-counts shape: bounded
-def _insert_together_sql(using: str, shape: tuple[tuple[type[Model], int], ...]) -> str:
-    inserts = [_insert_sql(using, model, _insert_names(model), rows, ()) for model, rows in shape]
-    ctes = ", ".join(f"insert_{n} AS ({sql})" for n, sql in enumerate(inserts[:-1]))
-    return f"WITH {ctes} {inserts[-1]}"
-
-
-def insert_together(groups: Sequence[Sequence[Model]], *, using: str = "default") -> None:
-    """Insert the instances of several models (a list per model) in one statement.
-
-    On PostgreSQL the inserts ride one round trip as data-modifying CTEs, a statement that
-    is atomic on its own; elsewhere (or past the protocol's parameter limit) they run one
-    after the other in a transaction. Rows may reference each other: PostgreSQL checks
-    Django's deferred foreign keys at commit.
-    """
-    groups = [list(group) for group in groups if group]
-    if not groups:
-        return
-    connection = connection_for(using)
-    shape = tuple((type(group[0]), len(group)) for group in groups)
-    fields = [fields_of(model, _insert_names(model)) for model, _ in shape]
-    columns = sum(len(f) * rows for f, (_, rows) in zip(fields, shape, strict=True))
-    if len(groups) == 1 or connection.vendor != "postgresql" or columns > MAX_PARAMS_POSTGRESQL:
-        with transaction.atomic(using=using, savepoint=False):
-            for group in groups:
-                insert_objects(group, using=using)
-        return
-    params = [
-        value
-        for group, group_fields in zip(groups, fields, strict=True)
-        for value in row_params(group, group_fields, connection)
-    ]
-    execute(using, _insert_together_sql(using, shape), params)
-    for group in groups:
-        mark_saved(group, using)
 
 
 def _column_type(connection: BaseDatabaseWrapper, field: Field[Any, Any]) -> str:

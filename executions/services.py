@@ -37,7 +37,6 @@ from kombu.pools import producers
 from accounts.models import User
 from autoflow.exceptions import IdempotencyConflict, InvalidState, ValidationFailed
 from autoflow.nul import contains_nul
-from autoflow.statements import insert_together
 from executions import events, leases, statements
 from executions.executor import (
     Executor,
@@ -53,7 +52,6 @@ from executions.models import (
     NODE_RUN_STATE_FIELDS,
     TERMINAL_STATUSES,
     Execution,
-    ExecutionLog,
     ExecutionStatus,
     ExecutionTrigger,
     IdempotencyRecord,
@@ -168,6 +166,10 @@ def _request_hash(workflow: Workflow, input: Any) -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+# What a retry takes over from a node run that succeeded before (its status: succeeded).
+REUSED_NODE_RUN_FIELDS = ("attempts", "started_at", "finished_at", "output", "cached", "branch")
+
+
 def _create_execution(
     *,
     workflow: Workflow,
@@ -209,28 +211,13 @@ def _create_execution(
     runs = []
     for position, node_id in enumerate(plan.order):
         previous = (reuse or {}).get(node_id)
-        node_type = plan.nodes[node_id].type
-        if previous is not None and previous.type == node_type:
-            runs.append(
-                NodeRun(
-                    execution=execution,
-                    node_id=node_id,
-                    type=node_type,
-                    position=position,
-                    status=NodeRunStatus.SUCCEEDED,
-                    attempts=previous.attempts,
-                    started_at=previous.started_at,
-                    finished_at=previous.finished_at,
-                    output=previous.output,
-                    cached=previous.cached,
-                    branch=previous.branch,
-                )
-            )
-        else:
-            runs.append(
-                NodeRun(execution=execution, node_id=node_id, type=node_type, position=position)
-            )
-    reused = [run.node_id for run in runs if run.status == NodeRunStatus.SUCCEEDED]
+        run = {"execution_id": execution.pk, "node_id": node_id, "position": position}
+        run["type"] = plan.nodes[node_id].type
+        if previous is not None and previous.type == run["type"]:
+            run["status"] = NodeRunStatus.SUCCEEDED
+            run.update({name: getattr(previous, name) for name in REUSED_NODE_RUN_FIELDS})
+        runs.append(run)
+    reused = [run["node_id"] for run in runs if run.get("status") == NodeRunStatus.SUCCEEDED]
     message = "Execution queued"
     data: dict[str, Any] = {"trigger": trigger, "workflow_version": version.version}
     if retry_of is not None:
@@ -238,12 +225,10 @@ def _create_execution(
         data["retry_of"] = str(retry_of.pk)
     if reused:
         data["reused_nodes"] = reused
-    first = _log_row(
-        execution.pk, 1, LogLine(ts=now, level="info", node_id=None, message=message, data=data)
-    )
+    first = LogLine(ts=now, level="info", node_id=None, message=message, data=data)
     # One statement on PostgreSQL (atomic on its own): an execute or a webhook call's insert
     # is one round trip, not five with its transaction's BEGIN and COMMIT.
-    insert_together([[execution], runs, [first]])
+    statements.insert_run(execution, runs, [{"seq": 1, **_log_values(execution.pk, first)}])
     # The first line is not published: nobody can be subscribed to a run that did not exist
     # (its id is new), and a subscription begins at the lines already stored (`last_seq`).
     # Publishing it cost the web process a Redis round trip and a wake-up of its publisher
@@ -344,10 +329,6 @@ def _log_values(execution_id: Any, line: LogLine) -> dict[str, Any]:
         "message": line.message,
         "data": line.data,
     }
-
-
-def _log_row(execution_id: Any, seq: int, line: LogLine) -> ExecutionLog:
-    return ExecutionLog(seq=seq, **_log_values(execution_id, line))
 
 
 def log_line_body(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,9 @@
-"""The run path's hot statements: claim a run with its node runs, write a run, read one.
+"""The run path's hot statements: insert a new run, claim it with its node runs, write it, read it.
 
 Every execution runs the same few statements; through the ORM each call rebuilt and compiled
 its query, about a quarter of a worker's CPU per W1 execution. They are compiled once here,
-on `autoflow.statements` (which also inserts a new run's rows: `insert_together`), and on
-PostgreSQL each is one statement, one round trip.
+on `autoflow.statements`, and on PostgreSQL each is one statement, one round trip; many rows of
+one kind (node runs, log lines) travel as one JSON parameter.
 """
 
 from __future__ import annotations
@@ -25,11 +25,14 @@ from autoflow.statements import (
     convert_rows,
     execute,
     fields_of,
+    insert_names,
     insert_objects,
     json_records,
+    mark_saved,
     pk_of,
     prepared_key,
     record_columns_sql,
+    row_params,
 )
 from executions.models import (
     NODE_RUN_STATE_FIELDS,
@@ -46,6 +49,9 @@ from workflows.models import Workflow
 EXECUTION_ALL = tuple(field.attname for field in Execution._meta.concrete_fields)
 NODE_RUN_READ = ("id", "node_id", "type", *NODE_RUN_STATE_FIELDS)
 LOG_LINE_READ = ("seq", "ts", "level", "node_id", "message", "data")
+# A log line's columns but its seq, which comes from the execution row's counter.
+LOG_VALUES = ("execution_id", "ts", "level", "node_id", "message", "data")
+NODE_RUN_ALL = tuple(field.attname for field in NodeRun._meta.concrete_fields)
 
 
 @cache
@@ -205,11 +211,67 @@ def update_execution(
     return int(next_seq), bool(cancel)
 
 
+# --- A new run: its row, its node runs, its first log line --------------------------------------
+
+# A new node run's columns (its id comes from the sequence), and what the ORM would give those
+# a row leaves out.
+NODE_RUN_INSERT = tuple(name for name in NODE_RUN_ALL if name != "id")
+NODE_RUN_DEFAULTS = {
+    name: field.get_default()
+    for name, field in zip(NODE_RUN_INSERT, fields_of(NodeRun, NODE_RUN_INSERT), strict=True)
+}
+
+
+@cache
+def _insert_run_sql(using: str) -> str:
+    connection = connection_for(using)
+    quote = connection.ops.quote_name
+    row_fields = fields_of(Execution, insert_names(Execution))
+    run_fields = fields_of(NodeRun, NODE_RUN_INSERT)
+    runs = columns_sql(connection, run_fields)
+    line_fields = fields_of(ExecutionLog, (*LOG_VALUES, "seq"))
+    lines = columns_sql(connection, line_fields)
+    return (
+        f"WITH execution_row AS (INSERT INTO {quote(Execution._meta.db_table)} "  # noqa: S608
+        f"({columns_sql(connection, row_fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(row_fields))})), "
+        f"node_runs AS (INSERT INTO {quote(NodeRun._meta.db_table)} ({runs}) SELECT {runs} "
+        f"FROM json_to_recordset(%s::json) AS v({record_columns_sql(connection, run_fields)})) "
+        f"INSERT INTO {quote(ExecutionLog._meta.db_table)} ({lines}) SELECT {lines} "
+        f"FROM json_to_recordset(%s::json) AS v({record_columns_sql(connection, line_fields)})"
+    )
+
+
+def insert_run(
+    execution: Execution,
+    node_runs: Sequence[dict[str, Any]],
+    lines: Sequence[dict[str, Any]],
+    *,
+    using: str = "default",
+) -> None:
+    """Insert a new run's row, its node runs and its first log lines, atomically.
+
+    `node_runs`: dicts of some of `NODE_RUN_INSERT` (the rest as the ORM would default them);
+    `lines`: dicts of `LOG_VALUES` and `seq`. On PostgreSQL one statement, one round trip (an
+    execute or a webhook call's whole write), the node runs and lines each as one JSON
+    parameter; elsewhere one insert after the other in a transaction.
+    """
+    runs = [{**NODE_RUN_DEFAULTS, **run} for run in node_runs]
+    connection = connection_for(using)
+    if connection.vendor != "postgresql":
+        with transaction.atomic(using=using, savepoint=False):
+            insert_objects([execution], using=using)
+            insert_objects([NodeRun(**run) for run in runs], using=using)
+            insert_objects([ExecutionLog(**line) for line in lines], using=using)
+        return
+    fields = fields_of(Execution, insert_names(Execution))
+    params = [*row_params([execution], fields, connection), json_records(runs), json_records(lines)]
+    execute(using, _insert_run_sql(using), params)
+    mark_saved([execution], using)
+
+
 # --- A run's write: its row, new log lines, node runs ----------------------------------------
 
-# A log line's columns but its seq, which comes from the execution row's counter.
-LOG_VALUES = ("execution_id", "ts", "level", "node_id", "message", "data")
-NODE_RUN_ALL = tuple(field.attname for field in NodeRun._meta.concrete_fields)
 # What a run's write gives of its node runs (which exist from its start): their state, and
 # what identifies them.
 NODE_RUN_WRITE = ("id", "execution_id", "node_id", "type", *NODE_RUN_STATE_FIELDS)
