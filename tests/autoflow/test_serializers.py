@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 from unittest import mock
 
 import pytest
+from django.utils import timezone
 from rest_framework import serializers
 
 from autoflow.serializers import BuiltOnceModelSerializer
 from executions import services
-from executions.api import ExecutionOutputSerializer, NodeRunOutputSerializer
+from executions.api import (
+    ExecutionListItemSerializer,
+    ExecutionOutputSerializer,
+    NodeRunOutputSerializer,
+)
 from executions.models import Execution, NodeRun
 from tests.executions.conftest import make_graph, make_workflow
 
@@ -75,10 +81,54 @@ def test_the_output_is_what_drfs_own_field_copies_give(owner):
             model = Execution
             fields = ExecutionOutputSerializer.Meta.fields
 
-    execution, _ = services.execution_start(
-        workflow=make_workflow(owner, GRAPH), trigger="manual", input={"x": [1]}, user=owner
+    class PlainItem(serializers.ModelSerializer[Execution]):
+        class Meta:
+            model = Execution
+            fields = ExecutionListItemSerializer.Meta.fields
+
+    workflow = make_workflow(owner, GRAPH)
+    first, _ = services.execution_start(
+        workflow=workflow, trigger="manual", input={"x": [1]}, user=owner
     )
-    NodeRun.objects.filter(execution=execution, node_id="a").update(output={"v": 1}, attempts=2)
-    stored = Execution.objects.prefetch_related("node_runs").get(pk=execution.pk)
-    for _ in range(2):  # the second time from the copies of the fields built the first time
-        assert ExecutionOutputSerializer(stored).data == Plain(stored).data
+    NodeRun.objects.filter(execution=first, node_id="a").update(output={"v": 1}, attempts=2)
+    # A finished retry: every timestamp, a duration, an error and a run it retried.
+    retry, _ = services.execution_start(workflow=workflow, trigger="retry", input={}, user=owner)
+    Execution.objects.filter(pk=retry.pk).update(
+        status="failed",
+        retry_of=first,
+        started_at=timezone.now(),
+        finished_at=timezone.now() + dt.timedelta(milliseconds=1500),
+        duration_ms=1500,
+        error={"code": "node_error", "message": "no", "node_id": "a"},
+        output={"a": None},
+    )
+    NodeRun.objects.filter(execution=retry).update(
+        status="failed", started_at=timezone.now(), error={"code": "node_error", "message": "no"}
+    )
+    stored = list(Execution.objects.prefetch_related("node_runs").order_by("created_at"))
+    # Every field of these is read by the plan, not by DRF's own fields.
+    for cls in (ExecutionOutputSerializer, ExecutionListItemSerializer, NodeRunOutputSerializer):
+        assert cls._plan() is not None
+    for _ in range(2):  # the second time from the plan and fields built the first time
+        for execution in stored:
+            assert ExecutionOutputSerializer(execution).data == Plain(execution).data
+        listed = ExecutionListItemSerializer(stored, many=True).data
+        assert listed == PlainItem(stored, many=True).data
+    assert ExecutionOutputSerializer(stored[1]).data["duration_ms"] == 1500
+    assert ExecutionOutputSerializer(stored[1]).data["retry_of"] == first.pk
+
+
+def test_a_field_the_plan_does_not_know_leaves_the_output_to_drf():
+    class Described(BuiltOnceModelSerializer[NodeRun]):
+        summary = serializers.SerializerMethodField()
+
+        class Meta:
+            model = NodeRun
+            fields = ("node_id", "summary")
+
+        def get_summary(self, run: NodeRun) -> str:
+            return f"{run.node_id}: {run.status}"
+
+    assert Described._plan() is None
+    run = NodeRun(node_id="a", status="succeeded")
+    assert Described(run).data == {"node_id": "a", "summary": "a: succeeded"}
