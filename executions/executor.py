@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from autoflow.nul import json_has_nul, without_nul
+from autoflow.storable import json_has_nul, without_nul
 from nodes.base import Node, NodeContext, NodeError, NodeParams, NodeResult
 from nodes.registry import get_node_class
 
@@ -238,8 +238,13 @@ def _json_default(value: Any) -> Any:
 
 
 def to_json(value: Any) -> str:
-    """Serialise node data (frozen views included) compactly."""
-    return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
+    """Serialise node data (frozen views included) compactly.
+
+    NaN and infinities raise ValueError: JSON has none, and PostgreSQL's `jsonb` refuses them.
+    """
+    return json.dumps(
+        value, default=_json_default, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 class AncestorView(Mapping[str, Any]):
@@ -781,7 +786,7 @@ class Executor:
 
     def _attempt_failed(self, state: NodeState, error: NodeError) -> Outcome | None:
         spec = self.plan.nodes[state.node_id]
-        # An error's text may quote what a server sent, NULs included (`autoflow.nul`).
+        # An error's text may quote what a server sent, NULs included (`autoflow.storable`).
         error_body = without_nul(redact(error.as_dict(), self._secrets))
         now = self.clock()
         if error.retryable and state.attempts < spec.retry.max_attempts:

@@ -36,7 +36,7 @@ from kombu.pools import producers
 
 from accounts.models import User
 from autoflow.exceptions import IdempotencyConflict, InvalidState, ValidationFailed
-from autoflow.nul import contains_nul
+from autoflow.storable import unstorable
 from executions import events, leases, statements
 from executions.executor import (
     Executor,
@@ -253,13 +253,15 @@ def execution_start(
     `execution_id` lets a caller subscribe to the run's events before it exists (a replay
     returns the first call's execution, with its own id). The run's end is also published on
     `notify_channel`, when given (`executions.completions`). An input holding a NUL character
-    is refused (`ValidationFailed`): the database could not store it (`autoflow.nul`).
+    or a number that is not finite is refused (`ValidationFailed`): the database could not
+    store it (`autoflow.storable`).
     """
     payload = dict(input or {})
-    if contains_nul(payload):
+    found = unstorable(payload)
+    if found:
         raise ValidationFailed(
-            "The input holds a NUL character (\\u0000), which cannot be stored.",
-            details={"input": ["NUL characters (\\u0000) are not allowed."]},
+            f"The input holds {found}, which cannot be stored.",
+            details={"input": [f"It holds {found}."]},
         )
 
     def create() -> Execution:

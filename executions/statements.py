@@ -17,7 +17,6 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Model
 
-from autoflow.nul import json_has_nul, without_nul
 from autoflow.statements import (
     STATEMENT_CACHE_SIZE,
     columns_sql,
@@ -34,6 +33,7 @@ from autoflow.statements import (
     record_columns_sql,
     row_params,
 )
+from autoflow.storable import json_has_nul, without_nul
 from executions.models import (
     NODE_RUN_STATE_FIELDS,
     Execution,
@@ -339,7 +339,7 @@ def write_run(
     is one statement, one round trip (a run's every checkpoint and its end write through here),
     and a NUL character in the lines or the node runs (the text of an error from elsewhere; a
     node's output with one has failed already) is stored as U+FFFD, in the dicts too, so what
-    is published is what is stored (`autoflow.nul`). Elsewhere the same writes one after the
+    is published is what is stored (`autoflow.storable`). Elsewhere the same writes one after the
     other in a transaction.
     """
     connection = connection_for(using)

@@ -37,6 +37,7 @@ from autoflow.exceptions import (
 )
 from autoflow.ratelimit import check_rate
 from autoflow.statements import get_one
+from autoflow.storable import refuse_constant
 from executions import completions
 from executions.models import TERMINAL_STATUSES, Execution, ExecutionStatus, ExecutionTrigger
 from executions.services import execution_start
@@ -98,7 +99,7 @@ def _parse_body(request: HttpRequest) -> Any:
         if not body.strip():
             return None
         try:
-            return json.loads(body)
+            return json.loads(body, parse_constant=refuse_constant)
         except (ValueError, UnicodeDecodeError) as error:
             raise ValidationFailed(f"Malformed JSON body: {error}") from None
         except RecursionError:

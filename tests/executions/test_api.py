@@ -90,14 +90,20 @@ def test_execute_takes_the_text_backslash_u0000_which_is_no_nul(owner_client, ow
     assert Execution.objects.get().input == {"x": "\\u0000"}
 
 
-def test_starting_an_execution_refuses_a_nul_in_its_input(owner):
+@pytest.mark.parametrize(
+    ("payload", "said"),
+    [
+        ({"x": "\x00"}, "a NUL character (\\u0000)"),
+        ({"x": [float("nan")]}, "the number nan, which JSON has not"),
+        ({"x": {"y": float("-inf")}}, "the number -inf, which JSON has not"),
+    ],
+)
+def test_starting_an_execution_refuses_an_input_the_database_cannot_store(owner, payload, said):
     # Every way in (webhooks, schedules, the CLI) starts here, not only the API.
     workflow = make_workflow(owner, GRAPH)
     with pytest.raises(ValidationFailed) as raised:
-        services.execution_start(
-            workflow=workflow, trigger="manual", input={"x": "\x00"}, user=owner
-        )
-    assert raised.value.details == {"input": ["NUL characters (\\u0000) are not allowed."]}
+        services.execution_start(workflow=workflow, trigger="manual", input=payload, user=owner)
+    assert raised.value.details == {"input": [f"It holds {said}."]}
     assert not Execution.objects.exists()
 
 

@@ -332,6 +332,16 @@ def test_node_timeout_interrupts_a_blocking_node():
     assert (outcome.error or {})["code"] == "node_timeout"
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), {"deep": [float("-inf")]}])
+def test_an_output_with_a_number_json_has_not_fails_the_node(value):
+    spec = graph([node("odd", params={"value": value})], [("t", "odd")])
+    store, outcome = run(spec, {})
+    assert outcome.status == "failed"
+    error = store.nodes["odd"].error or {}
+    assert (error["code"], store.nodes["odd"].output) == ("node_error", None)
+    assert "not JSON" in error["message"]
+
+
 def test_output_too_large_fails_never_truncates(settings):
     spec = graph([node("big", "test_big", params={"size": 2000})], [("t", "big")])
     store = MemoryStore()

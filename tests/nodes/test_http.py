@@ -156,6 +156,16 @@ def test_get_json_with_query_and_headers(server: HTTPServer):
 
 
 @ALLOW_LOCAL
+def test_a_json_answer_with_nan_or_infinity_is_text(server: HTTPServer):
+    # Python's json reads NaN and Infinity, which JSON has not and PostgreSQL's jsonb refuses:
+    # as data they would have failed the run's write.
+    answer = '{"a": NaN, "b": [Infinity, -Infinity]}'
+    server.expect_request("/odd").respond_with_data(answer, content_type="application/json")
+    output = http({"method": "GET", "url": server.url_for("/odd")})
+    assert output["body"] == answer
+
+
+@ALLOW_LOCAL
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
 def test_json_body_for_each_method(server: HTTPServer, method: str):
     server.expect_request("/w", method=method, json={"a": [1, 2]}).respond_with_data(

@@ -107,7 +107,7 @@ def test_form_and_text_bodies_are_parsed_by_content_type(
     assert Execution.objects.filter(workflow=workflow).count() == 2
 
 
-def test_a_nul_character_anywhere_in_the_call_is_400_and_stores_nothing(
+def test_a_nul_or_a_number_json_has_not_anywhere_in_the_call_is_400_and_stores_nothing(
     live_daphne: ServerUrl, owner: User
 ) -> None:
     # PostgreSQL stores no NUL: before, each of these was a 500 from the execution's insert.
@@ -122,12 +122,20 @@ def test_a_nul_character_anywhere_in_the_call_is_400_and_stores_nothing(
         ),
         requests.post(url + "?q=%00", json={}, timeout=TIMEOUT),
     ]
+    # Nor NaN or Infinity, which Python's json reads but JSON (and jsonb) has not.
+    not_json = [
+        requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=TIMEOUT)
+        for body in ('{"a": NaN}', '{"a": [Infinity]}', "-Infinity")
+    ]
 
     for response in calls:
         assert response.status_code == 400, response.text
         error = response.json()["error"]
         assert error["code"] == "validation_error"
         assert "NUL" in error["message"]
+    for response in not_json:
+        assert response.status_code == 400, response.text
+        assert "is not a JSON number" in response.json()["error"]["message"]
     assert not Execution.objects.filter(workflow=workflow).exists()
     # The six characters `\u0000` as text are no NUL: that call runs.
     text = requests.post(url, json={"a": "\\u0000"}, timeout=TIMEOUT)
