@@ -49,6 +49,15 @@ def refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def finite_float(text: str) -> float:
+    """`json.loads(..., parse_float=finite_float)`: a number too large for a float (`1e400`),
+    which Python would read as infinity, is refused."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
 def without_nul(value: Any) -> Any:
     """Plain JSON data with every NUL in its strings (keys included) replaced by U+FFFD."""
     if isinstance(value, str):

@@ -31,7 +31,7 @@ from requests.structures import CaseInsensitiveDict
 from requests_hardened.ip_filter import EXTRA_BLOCKED_NET_RANGES
 from requests_hardened.ip_filter_adapter import IPFilterAdapter
 
-from autoflow.storable import refuse_constant
+from autoflow.storable import finite_float, refuse_constant
 from nodes.base import Node, NodeContext, NodeError, NodeParams, NodeResult
 from nodes.expressions import is_template
 from nodes.params import is_saving, scalar_as_text
@@ -343,8 +343,9 @@ def _decode_body(response: requests.Response, raw: bytes) -> Any:
     text = raw.decode(response.encoding or "utf-8", errors="replace")
     if "json" in content_type.split(";")[0]:
         try:
-            # NaN and Infinity are not JSON (nor storable): such a body is text.
-            return json.loads(text, parse_constant=refuse_constant)
+            # NaN and Infinity are not JSON (nor storable), nor is 1e400 a float: such a body
+            # is text.
+            return json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
         except ValueError:
             return text
     return text
