@@ -211,9 +211,14 @@ def _create_execution(
     runs = []
     for position, node_id in enumerate(plan.order):
         previous = (reuse or {}).get(node_id)
-        run = {"execution_id": execution.pk, "node_id": node_id, "position": position}
-        run["type"] = plan.nodes[node_id].type
-        if previous is not None and previous.type == run["type"]:
+        node_type = plan.nodes[node_id].type
+        run = {
+            "execution_id": execution.pk,
+            "node_id": node_id,
+            "type": node_type,
+            "position": position,
+        }
+        if previous is not None and previous.type == node_type:
             run["status"] = NodeRunStatus.SUCCEEDED
             run.update({name: getattr(previous, name) for name in REUSED_NODE_RUN_FIELDS})
         runs.append(run)
