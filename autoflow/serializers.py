@@ -86,29 +86,26 @@ class BuiltOnceModelSerializer(serializers.ModelSerializer[M]):
                 out[name] = instance.serializable_value(source)
                 continue
             value = getattr(instance, source)
-            if kind == "many":
+            if value is None:
+                out[name] = None
+            elif kind == "many":
                 rows = value.all() if isinstance(value, BaseManager) else value
                 child = cast("type[BuiltOnceModelSerializer[Any]]", how)
                 child_plan = cast(list[Step], child._plan())
                 out[name] = [child._represent(child_plan, row) for row in rows]
             else:
-                field = cast(Field[Any, Any, Any, Any], how)
-                out[name] = None if value is None else field.to_representation(value)
+                out[name] = cast(Field[Any, Any, Any, Any], how).to_representation(value)
         return out
 
     @classmethod
     def _plan(cls) -> list[Step] | None:
-        if cls in BuiltOnceModelSerializer._plans:
-            return BuiltOnceModelSerializer._plans[cls]
-        plan: list[Step] | None = []
-        for name, field in cls().get_fields().items():
-            step = _step(name, field)
-            if step is None or field.write_only:
-                plan = None
-                break
-            cast(list[Step], plan).append(step)
-        BuiltOnceModelSerializer._plans[cls] = plan
-        return plan
+        """The class's plan, made on first use; None when a field is not one it reads."""
+        if cls not in BuiltOnceModelSerializer._plans:
+            fields = cls().get_fields().items()
+            steps = [None if field.write_only else _step(name, field) for name, field in fields]
+            plan = None if None in steps else cast(list[Step], steps)
+            BuiltOnceModelSerializer._plans[cls] = plan  # a race makes the same plan twice
+        return BuiltOnceModelSerializer._plans[cls]
 
     def get_fields(self) -> dict[str, Field[Any, Any, Any, Any]]:
         cls = type(self)
