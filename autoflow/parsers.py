@@ -10,13 +10,13 @@ from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
 from autoflow.exceptions import ValidationFailed
-from autoflow.storable import unstorable
+from autoflow.storable import may_hold_unstorable, unstorable
 
 
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, answering 400 for nesting deeper than the decoder can follow and for
-    strings holding a NUL character, which the database cannot store (`autoflow.storable`;
-    NaN and Infinity DRF's strict parsing refuses already)."""
+    strings holding a NUL or a lone surrogate, which the database cannot store
+    (`autoflow.storable`; NaN and Infinity DRF's strict parsing refuses already)."""
 
     def parse(
         self,
@@ -30,9 +30,7 @@ class JSONParser(parsers.JSONParser):
         except RecursionError:
             # json.loads recurses per level: `[[[[...` in a small body would otherwise be a 500.
             raise ParseError("JSON parse error - the body is nested too deeply.") from None
-        # A NUL reaches a JSON body as the escape `\u0000`, or as NUL bytes in a UTF-16 or
-        # UTF-32 one: a body with neither needs no walk.
-        if b"\\u0000" in body or b"\x00" in body:
+        if may_hold_unstorable(body):
             found = unstorable(data)
             if found:
                 raise ValidationFailed(f"The body holds {found}, which cannot be stored.")

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from autoflow.storable import json_has_nul, without_nul
+from autoflow.storable import json_has_nul, scrubbed
 from nodes.base import Node, NodeContext, NodeError, NodeParams, NodeResult
 from nodes.registry import get_node_class
 
@@ -745,9 +745,18 @@ class Executor:
     ) -> Outcome | None:
         try:
             encoded = to_json(output)
+            size = len(encoded.encode())
+        except UnicodeEncodeError:
+            return self._attempt_failed(
+                state,
+                NodeError(
+                    "The output holds a lone surrogate (half of a UTF-16 pair), which is not "
+                    "text and cannot be stored."
+                ),
+            )
         except (TypeError, ValueError) as error:
             return self._attempt_failed(state, NodeError(f"The output is not JSON: {error}"))
-        if len(encoded.encode()) > self.output_max_bytes:
+        if size > self.output_max_bytes:
             return self._attempt_failed(
                 state,
                 NodeError(
@@ -787,7 +796,7 @@ class Executor:
     def _attempt_failed(self, state: NodeState, error: NodeError) -> Outcome | None:
         spec = self.plan.nodes[state.node_id]
         # An error's text may quote what a server sent, NULs included (`autoflow.storable`).
-        error_body = without_nul(redact(error.as_dict(), self._secrets))
+        error_body = scrubbed(redact(error.as_dict(), self._secrets))
         now = self.clock()
         if error.retryable and state.attempts < spec.retry.max_attempts:
             delay = (

@@ -33,7 +33,7 @@ from autoflow.statements import (
     record_columns_sql,
     row_params,
 )
-from autoflow.storable import json_has_nul, without_nul
+from autoflow.storable import json_storable, scrubbed
 from executions.models import (
     NODE_RUN_STATE_FIELDS,
     Execution,
@@ -335,14 +335,16 @@ def write_run(
     `logs`: dicts of `LOG_VALUES`; each gets the next seq of the run's counter as its `seq`.
     `node_runs`: dicts of `NODE_RUN_WRITE`, rows the run already has (only their states change).
     With `lease_owner`, nothing is written unless that worker holds the running execution.
-    Returns `(next_log_seq, cancel_requested)`, or None when no row matched. On PostgreSQL this
-    is one statement, one round trip (a run's every checkpoint and its end write through here),
-    and a NUL character in the lines or the node runs (the text of an error from elsewhere; a
-    node's output with one has failed already) is stored as U+FFFD, in the dicts too, so what
-    is published is what is stored (`autoflow.storable`). Elsewhere the same writes one after the
-    other in a transaction.
+    Returns `(next_log_seq, cancel_requested)`, or None when no row matched. A NUL or a lone
+    surrogate in the lines or the node runs (the text of an error from elsewhere; a node's
+    output with one has failed already) is stored as U+FFFD, in the dicts too, so what is
+    published is what is stored (`autoflow.storable`). On PostgreSQL this is one statement,
+    one round trip (a run's every checkpoint and its end write through here); elsewhere the
+    same writes one after the other in a transaction.
     """
     connection = connection_for(using)
+    logs_json = _storable_records(logs) if logs else None
+    runs_json = _storable_records(node_runs) if node_runs else None
     if connection.vendor != "postgresql":
         with transaction.atomic(using=using, savepoint=False):
             returned = update_execution(
@@ -363,10 +365,10 @@ def write_run(
         return returned
     names = tuple(changes)
     params = _update_params(execution_id, names, changes, len(logs), lease_owner, using)
-    if logs:
-        params += [len(logs), _storable_records(logs)]
-    if node_runs:
-        params.append(_storable_records(node_runs))
+    if logs_json is not None:
+        params += [len(logs), logs_json]
+    if runs_json is not None:
+        params.append(runs_json)
     sql = _write_run_sql(using, names, lease_owner is not None, bool(logs), bool(node_runs))
     rows = execute(using, sql, params)
     if not rows:
@@ -377,12 +379,13 @@ def write_run(
 
 
 def _storable_records(rows: Sequence[dict[str, Any]]) -> str:
-    """`json_records`, with any NUL in the rows' strings replaced (in the rows themselves)."""
+    """`json_records`, with any NUL or lone surrogate in the rows' strings replaced (in the
+    rows themselves)."""
     encoded = json_records(rows)
-    if not json_has_nul(encoded):
+    if json_storable(encoded):
         return encoded
     for row in rows:
-        row.update({name: without_nul(value) for name, value in row.items()})
+        row.update({name: scrubbed(value) for name, value in row.items()})
     return json_records(rows)
 
 

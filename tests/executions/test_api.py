@@ -81,6 +81,20 @@ def test_execute_refuses_a_nul_character_with_400_and_stores_nothing(owner_clien
     assert not Execution.objects.exists()
 
 
+def test_execute_refuses_a_lone_surrogate_with_400_and_takes_a_pair(owner_client, owner):
+    # JSON's escapes can spell half of a UTF-16 pair, which is no character: before, a 500.
+    workflow = make_workflow(owner, GRAPH)
+    url = f"/api/workflows/{workflow.pk}/execute"
+    lone = owner_client.post(url, '{"input": {"x": "a\\udc00"}}', content_type="application/json")
+    assert lone.status_code == 400, lone.content
+    assert "lone surrogate" in lone.json()["error"]["message"]
+    pair = owner_client.post(
+        url, '{"input": {"x": "\\ud83d\\ude00"}}', content_type="application/json"
+    )
+    assert pair.status_code == 202, pair.content
+    assert Execution.objects.get().input == {"x": "\U0001f600"}
+
+
 def test_execute_takes_the_text_backslash_u0000_which_is_no_nul(owner_client, owner):
     workflow = make_workflow(owner, GRAPH)
     response = owner_client.post(
@@ -96,6 +110,7 @@ def test_execute_takes_the_text_backslash_u0000_which_is_no_nul(owner_client, ow
         ({"x": "\x00"}, "a NUL character (\\u0000)"),
         ({"x": [float("nan")]}, "the number nan, which JSON has not"),
         ({"x": {"y": float("-inf")}}, "the number -inf, which JSON has not"),
+        ({"x": "\ud800"}, "a lone surrogate (half of a UTF-16 pair)"),
     ],
 )
 def test_starting_an_execution_refuses_an_input_the_database_cannot_store(owner, payload, said):

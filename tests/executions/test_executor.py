@@ -342,6 +342,15 @@ def test_an_output_with_a_number_json_has_not_fails_the_node(value):
     assert "not JSON" in error["message"]
 
 
+def test_an_output_with_a_lone_surrogate_fails_the_node():
+    spec = graph([node("odd", params={"value": {"text": "a\udc00"}})], [("t", "odd")])
+    store, outcome = run(spec, {})
+    assert outcome.status == "failed"
+    error = store.nodes["odd"].error or {}
+    assert error["code"] == "node_error"
+    assert "lone surrogate" in error["message"]
+
+
 def test_output_too_large_fails_never_truncates(settings):
     spec = graph([node("big", "test_big", params={"size": 2000})], [("t", "big")])
     store = MemoryStore()

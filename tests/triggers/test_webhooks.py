@@ -136,6 +136,11 @@ def test_a_nul_or_a_number_json_has_not_anywhere_in_the_call_is_400_and_stores_n
     for response in not_json:
         assert response.status_code == 400, response.text
         assert "is not a JSON number" in response.json()["error"]["message"]
+    lone = requests.post(
+        url, data='{"a": "\\ud800"}', headers={"Content-Type": "application/json"}, timeout=TIMEOUT
+    )
+    assert lone.status_code == 400, lone.text
+    assert "lone surrogate" in lone.json()["error"]["message"]
     assert not Execution.objects.filter(workflow=workflow).exists()
     # The six characters `\u0000` as text are no NUL: that call runs.
     text = requests.post(url, json={"a": "\\u0000"}, timeout=TIMEOUT)
