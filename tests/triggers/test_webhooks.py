@@ -107,10 +107,11 @@ def test_form_and_text_bodies_are_parsed_by_content_type(
     assert Execution.objects.filter(workflow=workflow).count() == 2
 
 
-def test_a_nul_or_a_number_json_has_not_anywhere_in_the_call_is_400_and_stores_nothing(
+def test_what_the_database_cannot_store_anywhere_in_the_call_is_400_and_stores_nothing(
     live_daphne: ServerUrl, owner: User
 ) -> None:
-    # PostgreSQL stores no NUL: before, each of these was a 500 from the execution's insert.
+    # A NUL, NaN, Infinity, a lone surrogate (`autoflow.storable`): before, each of these was a
+    # 500 from the execution's insert.
     workflow = webhook_workflow(owner, fields={"ok": "yes"})
     url = _hook(live_daphne, workflow)
     calls = [
