@@ -5,10 +5,16 @@ Groups: `execution.<id>` gets `execution.logs`, `execution.status` and `executio
 a `notify_channel` (a waiting webhook's web process) also goes to that Redis pub/sub channel
 (`executions.completions`).
 
-One long-lived event loop per process (in a daemon thread) drains one bounded queue in order,
-so publishing costs the caller a queue put, not an `async_to_sync` round trip per line; what
-is queued together goes out as one `event.batch` per group. A full queue or a down Redis drops
-messages (the stored log stays the source of truth) and is logged.
+With Redis, the committing thread first sends, in one pipelined round trip on a blocking
+client, the completion announcements and one "has this group a live member?" query per group:
+nobody watches most runs live, and then that round trip is all a commit's events cost. Only
+the messages of watched groups go on, to one long-lived event loop per process (in a daemon
+thread) that drains one bounded queue in order and sends them with channels_redis; what is
+queued together goes out as one `event.batch` per group. Done on that loop, the same check and
+announcement cost the worker ~0.85 ms of CPU per three-node run (the thread hop, asyncio and
+redis.asyncio), about 40 % of the run's own work. A full queue or a down Redis drops messages
+(the stored log stays the source of truth) and is logged; while the blocking client fails,
+the loop does all of it, as it does for the in-memory layer of the embedded default.
 """
 
 from __future__ import annotations
@@ -22,17 +28,24 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+
+from autoflow.channel_layer import RedisChannelLayer
 
 logger = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000
 BATCH_MAX = 500
 BATCH_TYPE = "event.batch"
+# After the blocking client fails, the loop does its work for this long before it is tried again.
+BLOCKING_RETRY_SECONDS = 1.0
 Message = tuple[str, dict[str, Any]]
+# A message for the loop, and whether its group was found watched (and its end announced).
+Queued = tuple[str, dict[str, Any], bool]
 
 
 def execution_group(execution_id: object) -> str:
@@ -95,9 +108,12 @@ class _Publisher:
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=QUEUE_SIZE)
+        self._queue: asyncio.Queue[Queued] = asyncio.Queue(maxsize=QUEUE_SIZE)
         self._drainer: asyncio.Task[None] | None = None
         self._pending = 0
+        self._blocking: tuple[redis.Redis, RedisChannelLayer] | None = None
+        self._blocking_made = False
+        self._blocking_retry_at = 0.0
 
     def _ensure_started(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -139,7 +155,7 @@ class _Publisher:
             finally:
                 self._pending -= len(batch)
 
-    def _put(self, items: list[Message]) -> None:
+    def _put(self, items: list[Queued]) -> None:
         for item in items:
             try:
                 self._queue.put_nowait(item)
@@ -148,17 +164,59 @@ class _Publisher:
                 logger.warning("event queue full; dropped a %s message", item[1].get("type"))
 
     def send(self, messages: Iterable[Message]) -> None:
-        """Queue messages for publishing; never raises."""
+        """Publish messages: announce ends and drop unwatched groups' at once, queue the rest;
+        never raises."""
         try:
             items = list(messages)
             for _, body in items:
                 if body.get("type") == "execution.complete":
                     local_waiters.resolve(body["execution_id"], body)
+            queued = self._watched(items)
+            if not queued:
+                return
             loop = self._ensure_started()
-            self._pending += len(items)
-            loop.call_soon_threadsafe(self._put, items)
+            self._pending += len(queued)
+            loop.call_soon_threadsafe(self._put, queued)
         except Exception:
             logger.warning("event publish failed", exc_info=True)
+
+    def _watched(self, items: list[Message]) -> list[Queued]:
+        """Announce the ends and keep the messages of watched groups, in one round trip;
+        everything, unchecked, when that cannot be done here."""
+        blocking = self._blocking_client()
+        if blocking is None:
+            return [(group, message, False) for group, message in items]
+        client, layer = blocking
+        groups = list(dict.fromkeys(group for group, _ in items))
+        ends = [message for _, message in items if message.get("notify_channel")]
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                for message in ends:
+                    pipe.publish(message["notify_channel"], completion_body(message))
+                for group in groups:
+                    key, oldest = layer.members_query(group)
+                    pipe.zrangebyscore(key, oldest, "+inf", start=0, num=1)
+                members = pipe.execute()[len(ends) :]
+        except Exception:  # the loop tries again, and drops what it cannot send
+            logger.warning("event publish: handing the messages to the loop", exc_info=True)
+            self._blocking_retry_at = time.monotonic() + BLOCKING_RETRY_SECONDS
+            return [(group, message, False) for group, message in items]
+        watched = {group for group, found in zip(groups, members, strict=True) if found}
+        return [(group, message, True) for group, message in items if group in watched]
+
+    def _blocking_client(self) -> tuple[redis.Redis, RedisChannelLayer] | None:
+        if not settings.REDIS_URL or time.monotonic() < self._blocking_retry_at:
+            return None
+        if not self._blocking_made:
+            from channels.layers import get_channel_layer
+
+            with self._lock:
+                layer = get_channel_layer()
+                if isinstance(layer, RedisChannelLayer):
+                    client = layer.blocking_client()
+                    self._blocking = (client, layer) if client is not None else None
+                self._blocking_made = True
+        return self._blocking
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait (bounded) until every queued message went out; for tests and shutdown."""
@@ -170,39 +228,46 @@ class _Publisher:
         return False
 
 
-async def _publish(layer: Any, redis: aioredis.Redis | None, batch: list[Message]) -> None:
+async def _publish(layer: Any, redis: aioredis.Redis | None, batch: list[Queued]) -> None:
     """Send a batch: one channel-layer message per group (a batch where a group has several).
 
     A group send costs the same for one message as for many, and a run's commit publishes
     several (node states, log lines, status, completion). A failed send (a down Redis) drops
-    that group's messages only. An execution's end is also published on the channel of the
-    process waiting for it, first: a waiting webhook holds an HTTP request open.
+    that group's messages only. An end not announced yet (`_Publisher._watched`) is announced
+    on the channel of the process waiting for it, first: a waiting webhook holds an HTTP
+    request open. A group found watched is sent to without asking again.
     """
     by_group: dict[str, list[dict[str, Any]]] = {}
-    for group, message in batch:
-        if redis is not None and message.get("notify_channel"):
-            await _announce(redis, message)
+    unchecked: set[str] = set()
+    for group, message, checked in batch:
+        if not checked:
+            unchecked.add(group)
+            if redis is not None and message.get("notify_channel"):
+                await _announce(redis, message)
         by_group.setdefault(group, []).append(message)
     if layer is None:
         return
     for group, messages in by_group.items():
-        single = len(messages) == 1
-        await _send(layer, group, messages[0] if single else batch_message(messages))
+        send = layer.group_send if group in unchecked else layer.send_to_members
+        await _send(send, group, messages[0] if len(messages) == 1 else batch_message(messages))
 
 
-async def _send(layer: Any, group: str, message: dict[str, Any]) -> None:
+async def _send(send: Any, group: str, message: dict[str, Any]) -> None:
     try:
-        await layer.group_send(group, message)
+        await send(group, message)
     except Exception:  # a down Redis must not stop the next message
         logger.warning("event publish failed", exc_info=True)
 
 
 async def _announce(redis: aioredis.Redis, message: dict[str, Any]) -> None:
     try:
-        body = json.dumps(message, cls=DjangoJSONEncoder)
-        await redis.publish(message["notify_channel"], body)
+        await redis.publish(message["notify_channel"], completion_body(message))
     except Exception:  # waiters re-check the database
         logger.warning("completion publish failed", exc_info=True)
+
+
+def completion_body(message: dict[str, Any]) -> str:
+    return json.dumps(message, cls=DjangoJSONEncoder)
 
 
 def batch_message(messages: list[dict[str, Any]]) -> dict[str, Any]:

@@ -392,12 +392,22 @@ def _node_state(row: Mapping[str, Any]) -> NodeState:
 class DatabaseRunStore:
     """The executor's store: every write is guarded by `status = running AND lease_owner = me`."""
 
-    def __init__(self, *, execution: Execution, lease_owner: str, node_pks: dict[str, int]) -> None:
+    def __init__(
+        self,
+        *,
+        execution: Execution,
+        lease_owner: str,
+        node_pks: dict[str, int],
+        held: list[events.Message] | None = None,
+    ) -> None:
         self.execution = execution
         self.lease_owner = lease_owner
         self.node_pks = node_pks
         self._cancel = execution.cancel_requested
         self.lost = threading.Event()
+        # Messages published with the first write's (the claim's `running`, say): a publish
+        # of their own would cost a round trip to Redis for what is at most a checkpoint away.
+        self._held = list(held or [])
 
     # -- lease ----------------------------------------------------------------------------
 
@@ -455,15 +465,20 @@ class DatabaseRunStore:
             raise LeaseLost
         # The same UPDATE read the cancel flag: no extra query to notice a cancel.
         self._cancel = self._cancel or bool(returned[1])
-        return _logs_messages(self.execution.pk, rows) + [
-            events.status_message(
-                self.execution.pk,
-                ExecutionStatus.RUNNING,
-                node_id=state.node_id,
-                node_status=state.status,
-            )
-            for state in nodes
-        ]
+        held, self._held = self._held, []
+        return (
+            held
+            + _logs_messages(self.execution.pk, rows)
+            + [
+                events.status_message(
+                    self.execution.pk,
+                    ExecutionStatus.RUNNING,
+                    node_id=state.node_id,
+                    node_status=state.status,
+                )
+                for state in nodes
+            ]
+        )
 
     def checkpoint(self, *, nodes: list[NodeState], logs: list[LogLine]) -> bool:
         events.publish_on_commit(self._write(nodes, logs))
@@ -654,8 +669,14 @@ def execution_run(*, execution_id: str, heartbeat: bool = True) -> Outcome | Non
         _reschedule_unclaimed(execution_id)
         return None
     execution, rows = claimed
+    # The claim is committed; its `running` status and these lines ride the run's first write
+    # (a checkpoint before any side effect or within the executor's flush interval, a wait, the
+    # finish) instead of a transaction and a publish of their own.
     store = DatabaseRunStore(
-        execution=execution, lease_owner=lease_owner, node_pks={r["node_id"]: r["id"] for r in rows}
+        execution=execution,
+        lease_owner=lease_owner,
+        node_pks={r["node_id"]: r["id"] for r in rows},
+        held=[events.status_message(execution.pk, ExecutionStatus.RUNNING)],
     )
     nodes = {row["node_id"]: _node_state(row) for row in rows}
     lines = []
@@ -673,9 +694,6 @@ def execution_run(*, execution_id: str, heartbeat: bool = True) -> Outcome | Non
         lines.append(
             LogLine(ts=timezone.now(), level="info", node_id=None, message="Execution started")
         )
-    # The claim is committed; these lines ride the run's first write (a checkpoint before any
-    # side effect, or the finish) instead of a transaction of their own.
-    events.publish_on_commit([events.status_message(execution.pk, ExecutionStatus.RUNNING)])
     try:
         if execution.recovery_count > settings.EXECUTION_MAX_RECOVERIES:
             return _fail_worker_lost(store, nodes, lines)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import uuid
 from typing import Any
 
 import pytest
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from executions import services
-from executions.events import publisher, unbatched
+from executions.events import complete_message, publisher, status_message, unbatched
 from tests.executions.conftest import make_graph, make_workflow
 
 pytestmark = pytest.mark.django_db
@@ -98,10 +101,12 @@ def test_starting_an_execution_publishes_nothing_and_its_first_line_is_stored(
 
 @pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="cross-process layer needs Redis")
 def test_a_failed_publish_does_not_stop_the_next_one():
-    # given: a message the layer cannot serialise, then a good one for another group
+    # given: a message the layer cannot serialise, then a good one for another group, both
+    # watched (an unwatched group's messages are dropped before anything serialises them)
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)("execution.events-test", channel)
+    async_to_sync(layer.group_add)("execution.events-bad", async_to_sync(layer.new_channel)())
     # when
     publisher.send(
         [
@@ -130,3 +135,148 @@ def test_messages_published_together_reach_a_group_as_one_batch_in_order():
     received = async_to_sync(asyncio.wait_for)(layer.receive(channel), 5)
     assert received["type"] == "event.batch"
     assert [message["status"] for message in unbatched(received)] == statuses
+
+
+needs_redis = pytest.mark.skipif(
+    not os.environ.get("REDIS_URL"), reason="the blocking check needs Redis"
+)
+
+
+def _calls_of(monkeypatch: pytest.MonkeyPatch, layer: Any, name: str) -> list[str]:
+    """The groups the loop sends to through `layer.<name>`, recorded, the send still made."""
+    calls: list[str] = []
+    original = getattr(layer, name)
+
+    async def recorded(group: str, message: dict[str, Any]) -> None:
+        calls.append(group)
+        await original(group, message)
+
+    monkeypatch.setattr(layer, name, recorded)
+    return calls
+
+
+def _listening(pattern: str) -> Any:
+    listener = redis.Redis.from_url(os.environ["REDIS_URL"]).pubsub()
+    listener.psubscribe(pattern)
+    confirmed = listener.get_message(timeout=5)
+    assert confirmed is not None
+    assert confirmed["type"] == "psubscribe"
+    return listener
+
+
+def _heard(listener: Any) -> list[str]:
+    heard = []
+    while (message := listener.get_message(timeout=0.5)) is not None:
+        heard.append(json.loads(message["data"])["execution_id"])
+    return heard
+
+
+@needs_redis
+def test_an_unwatched_groups_messages_never_reach_the_loop_and_the_end_is_announced(
+    monkeypatch,
+):
+    # given: nobody joined the run's group; its waiting process listens for the end
+    layer = get_channel_layer()
+    sends = _calls_of(monkeypatch, layer, "group_send")
+    member_sends = _calls_of(monkeypatch, layer, "send_to_members")
+    execution_id = uuid.uuid4()
+    channel = f"autoflow:completion:events-test-{uuid.uuid4().hex[:8]}"
+    listener = _listening(channel)
+    try:
+        # when
+        publisher.send(
+            [
+                status_message(execution_id, "running"),
+                complete_message(execution_id, "succeeded", 3, {"a": 1}, notify_channel=channel),
+            ]
+        )
+        # then: announced from the calling thread; nothing was queued for the loop
+        assert publisher._pending == 0
+        assert _heard(listener) == [str(execution_id)]
+    finally:
+        listener.close()
+    assert publisher.wait_idle(10)
+    assert sends == []
+    assert member_sends == []
+
+
+@needs_redis
+def test_a_watched_group_is_sent_to_without_being_asked_again(monkeypatch):
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    group = f"execution.{uuid.uuid4()}"
+    async_to_sync(layer.group_add)(group, channel)
+    checks = _calls_of(monkeypatch, layer, "group_has_members")
+
+    publisher.send([status_message(group.split(".", 1)[1], "running")])
+
+    assert publisher.wait_idle(10)
+    received = async_to_sync(asyncio.wait_for)(layer.receive(channel), 5)
+    assert received["status"] == "running"
+    assert checks == []  # the blocking round trip found the member; the loop did not ask
+
+
+@needs_redis
+def test_while_redis_cannot_be_asked_at_once_the_loop_does_it_all(monkeypatch):
+    # given: the blocking client fails (Redis itself is up, so the loop can still send)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    execution_id = uuid.uuid4()
+    async_to_sync(layer.group_add)(f"execution.{execution_id}", channel)
+    blocking = publisher._blocking_client()
+    assert blocking is not None
+    client = blocking[0]
+    pipelines: list[int] = []
+
+    def broken_pipeline(*_: Any, **__: Any) -> Any:
+        pipelines.append(1)
+        raise redis.ConnectionError("refused")
+
+    monkeypatch.setattr(client, "pipeline", broken_pipeline)
+    monkeypatch.setattr(publisher, "_blocking_retry_at", 0.0)
+    notify = f"autoflow:completion:events-test-{uuid.uuid4().hex[:8]}"
+    listener = _listening(notify)
+    try:
+        # when: two commits' messages, the second within the retry pause
+        publisher.send([status_message(execution_id, "running")])
+        publisher.send(
+            [complete_message(execution_id, "succeeded", 3, None, notify_channel=notify)]
+        )
+        # then: the loop announced the end and sent both, in order; one failed try only
+        assert publisher.wait_idle(10)
+        assert _heard(listener) == [str(execution_id)]
+    finally:
+        listener.close()
+    types = [m["type"] for m in async_to_sync(_drain)(layer, channel, "execution.complete")]
+    assert types == ["execution.status", "execution.complete"]
+    assert pipelines == [1]
+
+
+@needs_redis
+def test_a_runs_running_status_rides_its_first_write_with_its_first_line(
+    owner, django_capture_on_commit_callbacks
+):
+    # given: a run somebody watches before it starts
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    workflow = make_workflow(owner, make_graph([{"id": "a", "type": "test_emit"}], [("t", "a")]))
+    with django_capture_on_commit_callbacks(execute=False):
+        execution, _ = services.execution_start(
+            workflow=workflow, trigger="manual", input={}, user=owner
+        )
+    async_to_sync(layer.group_add)(f"execution.{execution.pk}", channel)
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        services.execution_run(execution_id=str(execution.pk), heartbeat=False)
+    assert publisher.wait_idle(10)
+
+    # then: the claim's commit published nothing of its own; its status came first, with the
+    # run's first line, in the one message the run's only write sent
+    first = async_to_sync(asyncio.wait_for)(layer.receive(channel), 5)
+    messages = unbatched(first)
+    assert (messages[0]["type"], messages[0]["status"]) == ("execution.status", "running")
+    assert "node_id" not in messages[0]
+    assert messages[1]["type"] == "execution.logs"
+    assert messages[1]["lines"][0]["message"] == "Execution started"
+    assert messages[-1]["type"] == "execution.complete"
