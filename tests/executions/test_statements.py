@@ -7,7 +7,7 @@ import itertools
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -105,6 +105,32 @@ def test_claim_takes_a_queued_run_once_and_reads_it_back(owner):
         execution.pk, lease_owner="you", now=now, lease_expires_at=until
     )
     assert again is None
+    assert Execution.objects.get(pk=execution.pk).lease_owner == "me"
+
+
+def _synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return str(cursor.fetchone()[0])
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL setting")
+@pytest.mark.django_db(transaction=True)
+def test_a_claims_commit_alone_skips_waiting_for_the_disk(owner):
+    execution = queued(owner)
+    now = timezone.now()
+    until = now + dt.timedelta(seconds=30)
+    with transaction.atomic():
+        taken = statements.claim_execution(
+            execution.pk, lease_owner="me", now=now, lease_expires_at=until
+        )
+        # The claim's own transaction commits without waiting for its WAL to be flushed...
+        assert _synchronous_commit() == "off"
+    assert taken is not None
+    # ...and no later one on this session: the run's other writes still wait for the disk.
+    assert _synchronous_commit() == "on"
+    statements.claim_execution(execution.pk, lease_owner="you", now=now, lease_expires_at=until)
+    assert _synchronous_commit() == "on"
     assert Execution.objects.get(pk=execution.pk).lease_owner == "me"
 
 
