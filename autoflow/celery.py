@@ -32,6 +32,21 @@ app.conf.worker_consumer = "autoflow.celery:BrokerLossTolerantConsumer"
 app.conf.CELERY_DB_REUSE_MAX = sys.maxsize
 
 
+@app.on_after_configure.connect
+def _settle_configuration(sender: Celery, source: Any, **_: Any) -> None:
+    """Resolve every setting once, into the first map Celery's lookups try.
+
+    Read through Django's settings (`namespace="CELERY"`), a setting that Django's do not
+    define cost every lookup a string of KeyErrors and AttributeErrors before Celery's default
+    answered: ~13 µs, five times per published task, about a sixth of what Celery adds to an
+    enqueue's Redis round trip. Settings do not change while a process runs, and anything set
+    on `app.conf` later still lands in the same first map.
+    """
+    from celery.app.defaults import DEFAULTS
+
+    source.update({key: source[key] for key in DEFAULTS})
+
+
 class BrokerLossTolerantConsumer(Consumer):
     """Celery's consumer, kept alive through a broker restart that lands mid-delivery.
 

@@ -71,3 +71,22 @@ def test_with_a_connection_pool_a_pool_child_leaves_reuse_to_the_pool(settings: 
     thread.join(10)
 
     assert pooled.close_at == 0.0  # CONN_MAX_AGE=0: back to the pool when the task ends
+
+
+def test_every_setting_is_resolved_once_into_the_first_map_celery_reads() -> None:
+    from django.conf import settings
+
+    from autoflow.celery import app
+
+    # Set by Django's settings, a Celery default, and one set on the app: each answers as
+    # before, from the configuration's first map (no walk through Django's settings).
+    expected = {
+        "task_acks_late": settings.CELERY_TASK_ACKS_LATE,
+        "broker_url": settings.CELERY_BROKER_URL,
+        "task_default_queue": "celery",
+        "task_always_eager": False,
+        "worker_consumer": "autoflow.celery:BrokerLossTolerantConsumer",
+    }
+    for key, value in expected.items():
+        assert app.conf[key] == value
+        assert app.conf.changes[key] == value
