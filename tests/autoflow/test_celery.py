@@ -87,6 +87,8 @@ def test_every_setting_is_resolved_once_into_the_first_map_celery_reads() -> Non
         "task_always_eager": False,
         "worker_consumer": "autoflow.celery:BrokerLossTolerantConsumer",
     }
+    changes = app.conf.changes
+    assert changes is not None
     for key, value in expected.items():
         assert app.conf[key] == value
-        assert app.conf.changes[key] == value
+        assert changes[key] == value
