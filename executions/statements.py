@@ -63,6 +63,16 @@ def _claim_sql(using: str) -> str:
     """
     connection = connection_for(using)
     quote = connection.ops.quote_name
+    postgresql = connection.vendor == "postgresql"
+    # On PostgreSQL the claim's commit does not wait for its WAL to reach the disk (this
+    # transaction only): a database crash can lose only a claim that nothing durable followed,
+    # and the run is then as it was before (queued, due, or abandoned) for the sweeper to hand
+    # out again. Every write after it (a checkpoint before a side effect, a wait, the end)
+    # still waits, and flushes the claim with it. Losing a claim never loses work; waiting for
+    # its flush cost every run ~0.2 ms.
+    async_commit = (
+        " AND set_config('synchronous_commit', 'off', true) = 'off'" if postgresql else ""
+    )
     claim = (
         f"UPDATE {quote(Execution._meta.db_table)} SET "  # noqa: S608
         "recovery_count = CASE WHEN status = %s THEN recovery_count + 1 "
@@ -70,18 +80,11 @@ def _claim_sql(using: str) -> str:
         "status = %s, lease_owner = %s, lease_expires_at = %s, "
         "started_at = COALESCE(started_at, %s), wake_at = NULL "
         "WHERE id = %s AND (status = %s OR (status = %s AND wake_at <= %s) "
-        "OR (status = %s AND lease_expires_at < %s)){async_commit} "
+        f"OR (status = %s AND lease_expires_at < %s)){async_commit} "
         f"RETURNING {columns_sql(connection, Execution._meta.concrete_fields)}"
     )
-    if connection.vendor != "postgresql":
-        return claim.format(async_commit="")
-    # The claim's commit does not wait for its WAL to reach the disk (this transaction only):
-    # a database crash can lose only a claim that nothing durable followed, and the run is
-    # then as it was before (queued, due, or abandoned) for the sweeper to hand out again.
-    # Every write after it (a checkpoint before a side effect, a wait, the end) still waits,
-    # and flushes the claim with it. Losing a claim never loses work; waiting for its flush
-    # cost every run ~0.2 ms and PostgreSQL an fsync.
-    claim = claim.format(async_commit=" AND set_config('synchronous_commit', 'off', true) = 'off'")
+    if not postgresql:
+        return claim
     return _row_and_node_runs_sql(using, claim, len(EXECUTION_ALL), NODE_RUN_READ)
 
 
