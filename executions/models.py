@@ -66,8 +66,10 @@ class Execution(models.Model):
     TERMINAL: ClassVar[frozenset[str]] = TERMINAL_STATUSES
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # No index of its own: `execution_workflow_created` and `execution_workflow_status` lead
+    # with it, and every index is one more entry for each version of the row (three per run).
     workflow = models.ForeignKey(
-        "workflows.Workflow", on_delete=models.CASCADE, related_name="executions"
+        "workflows.Workflow", on_delete=models.CASCADE, related_name="executions", db_index=False
     )
     workflow_version = models.PositiveIntegerField()
     # The graph snapshot this run follows; RESTRICT keeps it unless its workflow goes too.
@@ -140,7 +142,10 @@ class Execution(models.Model):
 class NodeRun(models.Model):
     """One node's run inside an execution, with its attempts so far."""
 
-    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="node_runs")
+    # Indexed by `noderun_unique_node`, which leads with it.
+    execution = models.ForeignKey(
+        Execution, on_delete=models.CASCADE, related_name="node_runs", db_index=False
+    )
     node_id = models.CharField(max_length=200)
     type = models.CharField(max_length=64)
     position = models.PositiveIntegerField(default=0)
@@ -180,7 +185,10 @@ class ExecutionLog(models.Model):
     """One log line of an execution; `seq` counts from 1 without gaps."""
 
     id = models.BigAutoField(primary_key=True)
-    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="logs")
+    # Indexed by `executionlog_unique_seq`, which leads with it.
+    execution = models.ForeignKey(
+        Execution, on_delete=models.CASCADE, related_name="logs", db_index=False
+    )
     seq = models.PositiveBigIntegerField()
     ts = models.DateTimeField(default=timezone.now)
     level = models.CharField(max_length=8, choices=LogLevel.choices, default=LogLevel.INFO)

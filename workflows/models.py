@@ -46,7 +46,10 @@ class Workflow(models.Model):
 class WorkflowVersion(models.Model):
     """One saved version of a workflow: what an execution ran and what restore brings back."""
 
-    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="versions")
+    # Indexed by `workflow_version_unique`, which leads with it.
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.CASCADE, related_name="versions", db_index=False
+    )
     version = models.PositiveIntegerField()
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
@@ -78,8 +81,12 @@ class Credential(models.Model):
     """A secret a node uses; secret fields are stored only encrypted (AES-256-GCM)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Indexed by `credential_owner_created`, which leads with it.
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credentials"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="credentials",
+        db_index=False,
     )
     name = models.CharField(max_length=200)
     type = models.CharField(max_length=32, choices=CredentialType.choices)
@@ -102,7 +109,10 @@ class Credential(models.Model):
 class WebhookCall(models.Model):
     """One call to a workflow's webhook URL and what it answered (the "why 404?" trail)."""
 
-    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="webhook_calls")
+    # Indexed by `webhookcall_workflow_at`, which leads with it.
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.CASCADE, related_name="webhook_calls", db_index=False
+    )
     at = models.DateTimeField(default=timezone.now)
     method = models.CharField(max_length=10)
     status = models.PositiveSmallIntegerField()
