@@ -20,6 +20,7 @@ the loop does all of it, as it does for the in-memory layer of the embedded defa
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -111,8 +112,6 @@ class _Publisher:
         self._queue: asyncio.Queue[Queued] = asyncio.Queue(maxsize=QUEUE_SIZE)
         self._drainer: asyncio.Task[None] | None = None
         self._pending = 0
-        self._blocking: tuple[redis.Redis, RedisChannelLayer] | None = None
-        self._blocking_made = False
         self._blocking_retry_at = 0.0
 
     def _ensure_started(self) -> asyncio.AbstractEventLoop:
@@ -207,16 +206,16 @@ class _Publisher:
     def _blocking_client(self) -> tuple[redis.Redis, RedisChannelLayer] | None:
         if not settings.REDIS_URL or time.monotonic() < self._blocking_retry_at:
             return None
-        if not self._blocking_made:
-            from channels.layers import get_channel_layer
-
-            with self._lock:
-                layer = get_channel_layer()
-                if isinstance(layer, RedisChannelLayer):
-                    client = layer.blocking_client()
-                    self._blocking = (client, layer) if client is not None else None
-                self._blocking_made = True
         return self._blocking
+
+    @functools.cached_property
+    def _blocking(self) -> tuple[redis.Redis, RedisChannelLayer] | None:
+        """The blocking client on the channel layer's server, and the layer; made once."""
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        client = layer.blocking_client() if isinstance(layer, RedisChannelLayer) else None
+        return None if client is None else (client, layer)
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait (bounded) until every queued message went out; for tests and shutdown."""

@@ -353,6 +353,8 @@ def write_run(
     same writes one after the other in a transaction.
     """
     connection = connection_for(using)
+    # On every backend: making the JSON also scrubs the dicts, which SQLite's inserts below and
+    # the messages published after the commit are made from.
     logs_json = _storable_records(logs) if logs else None
     runs_json = _storable_records(node_runs) if node_runs else None
     if connection.vendor != "postgresql":
