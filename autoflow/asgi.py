@@ -10,12 +10,14 @@ django.setup(set_prefix=False)  # as get_asgi_application() does
 from channels.routing import ProtocolTypeRouter  # noqa: E402 - needs Django set up first
 from django.conf import settings  # noqa: E402
 
+from autoflow import daphne_requests  # noqa: E402
 from autoflow.body_limit import BodySizeLimit  # noqa: E402
 from autoflow.gc_tuning import tune_for_serving  # noqa: E402
 from autoflow.handlers import ASGIHandler  # noqa: E402
 from autoflow.request_threads import OnRequestThreads, RequestThreads  # noqa: E402
 from autoflow.routing import websocket_application  # noqa: E402
 
+daphne_requests.install()
 request_threads = RequestThreads(settings.WEB_REQUEST_THREADS)
 application = BodySizeLimit(
     ProtocolTypeRouter(

@@ -23,7 +23,9 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
 from autoflow.exceptions import (
@@ -104,10 +106,13 @@ def _parse_body(request: HttpRequest) -> Any:
             raise ValidationFailed(f"Malformed JSON body: {error}") from None
         except RecursionError:
             raise ValidationFailed("Malformed JSON body: nested too deeply.") from None
-    if content_type == "application/x-www-form-urlencoded":
-        return _flat(QueryDict(body, encoding=request.encoding or "utf-8"))
-    if content_type == "multipart/form-data":
-        return _flat(request.POST)
+    try:
+        if content_type == "application/x-www-form-urlencoded":
+            return _flat(QueryDict(body, encoding=request.encoding or "utf-8"))
+        if content_type == "multipart/form-data":
+            return _flat(request.POST)
+    except (MultiPartParserError, TooManyFieldsSent, TooManyFilesSent) as error:
+        raise ValidationFailed(f"Malformed form body: {error}") from None
     if not body:
         return None
     return body.decode(request.encoding or "utf-8", errors="replace")

@@ -88,6 +88,13 @@ def test_form_and_text_bodies_are_parsed_by_content_type(
     url = _hook(live_daphne, workflow)
 
     form = requests.post(url, data={"x": "1", "y": ["2", "3"]}, timeout=TIMEOUT)
+    multipart = requests.post(
+        url, data={"x": "1"}, files={"y": ("y.txt", b"file text")}, timeout=TIMEOUT
+    )
+    # Said to be multipart, but is not: Django answers it, not daphne's HTTP server.
+    not_multipart = requests.post(
+        url, data=b"abc", headers={"Content-Type": "multipart/form-data"}, timeout=TIMEOUT
+    )
     text = requests.post(
         url, data="plain words", headers={"Content-Type": "text/plain"}, timeout=TIMEOUT
     )
@@ -100,11 +107,15 @@ def test_form_and_text_bodies_are_parsed_by_content_type(
         "x": "1",
         "y": ["2", "3"],
     }
+    assert multipart.status_code == 202, multipart.text
+    assert Execution.objects.get(pk=multipart.json()["execution_id"]).input["body"] == {"x": "1"}
+    assert not_multipart.status_code == 400, not_multipart.text
+    assert not_multipart.json()["error"]["code"] == "validation_error"
     assert text.status_code == 202
     assert Execution.objects.get(pk=text.json()["execution_id"]).input["body"] == "plain words"
     assert malformed.status_code == 400
     assert malformed.json()["error"]["code"] == "validation_error"
-    assert Execution.objects.filter(workflow=workflow).count() == 2
+    assert Execution.objects.filter(workflow=workflow).count() == 3
 
 
 def test_what_the_database_cannot_store_anywhere_in_the_call_is_400_and_stores_nothing(
