@@ -10,7 +10,12 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import (
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
@@ -183,6 +188,13 @@ def translate_exception(exc: Exception) -> tuple[str, str, int, Any, dict[str, s
         return "token_invalid", str(exc.detail), 401, {}, {}
     if isinstance(exc, RequestDataTooBig):
         return "payload_too_large", PayloadTooLarge.default_message, 413, {}, {}
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        # More query or form fields (or files) than Django's DATA_UPLOAD_MAX_* settings allow.
+        return "validation_error", str(exc), 400, {}, {}
+    if isinstance(exc, SuspiciousOperation):
+        # Django answers these 400 itself; its message may name server-side details.
+        logging.getLogger("django.security").warning("suspicious request: %s", exc)
+        return "validation_error", "The request was refused as malformed.", 400, {}, {}
     if isinstance(exc, (drf.PermissionDenied, DjangoPermissionDenied)):
         return "permission_denied", "You may not do this.", 403, {}, {}
     if isinstance(exc, (drf.NotFound, Http404)):

@@ -18,6 +18,7 @@ import hmac
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,8 +89,13 @@ def _verify_signature(secret: str, body: bytes, header: str | None) -> None:
         raise SignatureInvalid()
 
 
-def _flat(query: QueryDict) -> dict[str, Any]:
-    """One value per key, a list when the key repeats."""
+def _flat(read: Callable[[], QueryDict]) -> dict[str, Any]:
+    """The query or form `read` gives (Django parses it then), one value per key, a list when
+    the key repeats. One Django refuses (malformed, too many fields or files) is a 400."""
+    try:
+        query = read()
+    except (MultiPartParserError, TooManyFieldsSent, TooManyFilesSent) as error:
+        raise ValidationFailed(f"Malformed query or form: {error}") from None
     return {key: values[0] if len(values) == 1 else values for key, values in query.lists()}
 
 
@@ -106,13 +112,10 @@ def _parse_body(request: HttpRequest) -> Any:
             raise ValidationFailed(f"Malformed JSON body: {error}") from None
         except RecursionError:
             raise ValidationFailed("Malformed JSON body: nested too deeply.") from None
-    try:
-        if content_type == "application/x-www-form-urlencoded":
-            return _flat(QueryDict(body, encoding=request.encoding or "utf-8"))
-        if content_type == "multipart/form-data":
-            return _flat(request.POST)
-    except (MultiPartParserError, TooManyFieldsSent, TooManyFilesSent) as error:
-        raise ValidationFailed(f"Malformed form body: {error}") from None
+    if content_type == "application/x-www-form-urlencoded":
+        return _flat(lambda: QueryDict(body, encoding=request.encoding or "utf-8"))
+    if content_type == "multipart/form-data":
+        return _flat(lambda: request.POST)
     if not body:
         return None
     return body.decode(request.encoding or "utf-8", errors="replace")
@@ -122,7 +125,7 @@ def _input_for(request: HttpRequest, body: Any) -> dict[str, Any]:
     return {
         "method": request.method,
         "body": body,
-        "query": _flat(request.GET),
+        "query": _flat(lambda: request.GET),
         "headers": {
             name.lower(): value
             for name, value in request.headers.items()

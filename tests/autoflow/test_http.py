@@ -66,6 +66,16 @@ def test_404_unknown_api_path_is_json_for_every_method(anon_client):
     _assert_error(anon_client.get("/api/auth/me/"), 404, "not_found")
 
 
+def test_400_more_query_fields_than_django_allows(owner):
+    # Django refuses past DATA_UPLOAD_MAX_NUMBER_FIELDS (1,000) when the view reads the query;
+    # that was a 500 before.
+    query = "&".join(f"k{index}=1" for index in range(1_001))
+    for path in ("/api/workflows", "/api/executions"):
+        error = _assert_error(client_for(owner).get(f"{path}?{query}"), 400, "validation_error")
+        assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in error["message"]
+    assert client_for(owner).get("/api/workflows?k0=1&k1=1").status_code == 200
+
+
 def test_405_method_not_allowed(owner):
     _assert_error(client_for(owner).delete("/api/auth/me"), 405, "method_not_allowed")
     _assert_error(APIClient().get("/api/auth/login"), 405, "method_not_allowed")

@@ -21,6 +21,7 @@ import pytest
 import requests
 from django.db import connection
 from django.test import override_settings
+from rest_framework.test import APIClient
 
 from accounts.models import User
 from executions.models import Execution, ExecutionLog
@@ -31,6 +32,10 @@ from tests.conftest import client_for
 from tests.nodes.helpers import run_node
 from tests.security.world import scaled, world_create
 from tests.servers import ServerUrl, daphne_server, database_url_from_settings
+from tests.triggers.conftest import webhook_workflow
+from triggers.call_log import call_log
+from triggers.services import webhook_token_ensure
+from workflows.models import WebhookCall
 from workflows.services import workflow_create
 
 MIB = 1024 * 1024
@@ -142,6 +147,39 @@ def test_a_huge_graph_is_graph_invalid_not_a_crash(owner: User):
     for response in (too_many, too_big):
         assert response.status_code == 400, response.content[:500]
         assert response.json()["error"]["code"] == "graph_invalid"
+
+
+def test_a_webhook_call_with_a_query_or_form_django_refuses_is_a_400_and_recorded(owner: User):
+    # Too many query or form fields, or a body said to be multipart that is not: before, a 500
+    # (Django's parsers raise, the view did not translate it).
+    workflow = webhook_workflow(owner)
+    url = f"/api/hooks/{webhook_token_ensure(workflow=workflow)}"  # else armed on commit
+    fields = "&".join(f"k{index}=1" for index in range(1_001))
+    client = APIClient()
+    answers = [
+        client.post(f"{url}?{fields}", {"a": 1}, format="json"),
+        client.post(url, fields, content_type="application/x-www-form-urlencoded"),
+        client.post(url, b"abc", content_type="multipart/form-data"),
+        client.post(url, b"abc", content_type="multipart/form-data; boundary=b"),
+    ]
+
+    for response in answers[:3]:
+        assert response.status_code == 400, response.content
+        error = response.json()["error"]
+        assert error["code"] == "validation_error"
+        assert error["message"].startswith("Malformed query or form")
+    # A multipart body with no part at all is an empty form, as Django reads it.
+    assert answers[3].status_code == 202, answers[3].content
+    assert Execution.objects.filter(workflow=workflow).count() == 1
+    call_log.flush()
+    assert sorted(
+        WebhookCall.objects.filter(workflow=workflow).values_list("status", flat=True)
+    ) == [
+        202,
+        400,
+        400,
+        400,
+    ]
 
 
 @pytest.fixture
