@@ -12,10 +12,15 @@ configuration share one client; what stays per request is the small backend obje
 from __future__ import annotations
 
 import threading
-from typing import ClassVar
+import time
+from typing import Any, ClassVar
 
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django_redis.cache import RedisCache as DjangoRedisCache
 from django_redis.client import DefaultClient
+from redis import Redis
+from redis.commands.core import Script
+from redis.exceptions import RedisError
 
 
 class RedisCache(DjangoRedisCache):
@@ -36,3 +41,87 @@ class RedisCache(DjangoRedisCache):
                     )
             self._client = shared
         return self._client
+
+
+# A hit on a counter: add `delta`, and give the key its expiry if this made it. Atomic.
+COUNT_SCRIPT = """
+local count = redis.call('INCRBY', KEYS[1], ARGV[1])
+if count == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return count
+"""
+# Counter keys this process remembers at most (each for its own expiry): a bound on memory
+# under a flood of anonymous clients, each keyed by address.
+KNOWN_COUNTERS_MAX = 10_000
+
+
+class RateLimitCache(RedisCache):
+    """The cache django-ratelimit counts in (`RATELIMIT_USE_CACHE`): one round trip a hit, not two.
+
+    django-ratelimit counts a hit with `add(key, 1, timeout)` and, unless that made the key,
+    `incr(key)`: two round trips to Redis for every hit of a window but its first, on every API
+    request and webhook call. This backend remembers, per process, the counters it has seen
+    until their timeout: for those `add` answers False without asking, and `incr` counts with
+    `COUNT_SCRIPT`, which also makes a key that is gone (expired early, flushed, lost with a
+    Redis restart) with the expiry `add` would have given it. So a count is what two round
+    trips would have made it, in one. Only rate-limit counters belong here: no other key of
+    this cache may be deleted or changed behind a counter's back and expect `add` to notice.
+    """
+
+    _known: ClassVar[dict[str, tuple[float, int]]] = {}  # key -> (remembered until, timeout)
+    _known_lock: ClassVar[threading.Lock] = threading.Lock()
+    _script: ClassVar[Script | None] = None
+
+    def add(
+        self,
+        key: str,
+        value: Any,
+        timeout: float | object | None = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        client: Any = None,
+    ) -> bool:
+        full_key = str(self.client.make_key(key, version=version))
+        known = self._known.get(full_key)
+        if known is not None and known[0] > time.monotonic():
+            return False
+        added: bool | None = super().add(key, value, timeout, version=version, client=client)
+        seconds = self.default_timeout if timeout is DEFAULT_TIMEOUT else timeout
+        if added is not None and isinstance(seconds, int | float) and seconds >= 1:
+            self._remember(full_key, int(seconds))
+        return bool(added)
+
+    def incr(
+        self, key: str, delta: int = 1, version: int | None = None, client: Any = None
+    ) -> int | None:
+        full_key = str(self.client.make_key(key, version=version))
+        known = self._known.get(full_key)
+        if known is None:
+            count: int | None = super().incr(key, delta, version=version, client=client)
+            return count
+        try:
+            redis = client or self.client.get_client(write=True)
+            return int(
+                self._count_script(redis)(keys=[full_key], args=[delta, known[1]], client=redis)
+            )
+        except RedisError:
+            if not self._ignore_exceptions:
+                raise
+            if self._log_ignored_exceptions:
+                self.logger.exception("Exception ignored")
+            return None
+
+    @classmethod
+    def _count_script(cls, redis: Redis) -> Script:
+        """`COUNT_SCRIPT`, sent by its digest (EVALSHA) once Redis has it."""
+        if cls._script is None:
+            cls._script = redis.register_script(COUNT_SCRIPT)
+        return cls._script
+
+    def _remember(self, full_key: str, seconds: int) -> None:
+        now = time.monotonic()
+        with self._known_lock:
+            if len(self._known) >= KNOWN_COUNTERS_MAX:
+                for stale in [k for k, (until, _) in self._known.items() if until <= now]:
+                    del self._known[stale]
+                if len(self._known) >= KNOWN_COUNTERS_MAX:
+                    self._known.pop(next(iter(self._known)))
+            self._known[full_key] = (now + seconds, seconds)

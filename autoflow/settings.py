@@ -206,6 +206,8 @@ if REDIS_URL:
             },
         }
     }
+    # django-ratelimit's counters, in one round trip a hit (`autoflow.cache.RateLimitCache`).
+    CACHES["ratelimit"] = {**CACHES["default"], "BACKEND": "autoflow.cache.RateLimitCache"}
     # No socket timeout on the channel layer's connections, on purpose. redis-py bounds a send
     # with asyncio.wait_for when one is set, and on Python 3.11 wait_for swallows a
     # cancellation that lands as the send completes: a closing socket's channel-layer receive
@@ -235,7 +237,13 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "ratelimit": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "ratelimit",
+        },
+    }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 DJANGO_REDIS_LOGGER = "autoflow.redis"
@@ -494,3 +502,4 @@ LOGGING = {
     },
 }
 RATELIMIT_FAIL_OPEN = True
+RATELIMIT_USE_CACHE = "ratelimit"

@@ -14,7 +14,8 @@ from unittest import mock
 import psycopg
 import pytest
 import redis
-from django.core.cache import cache
+from django.conf import settings
+from django.core.cache import caches
 from django.db.models.sql.compiler import SQLCompiler
 from rest_framework.test import APIClient
 
@@ -44,7 +45,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Under scripts/test.sh or CI, stop at once when PostgreSQL or Redis is unreachable."""
     if os.environ.get("AUTOFLOW_REQUIRE_SERVERS") != "1" and os.environ.get("CI") != "true":
         return
-    from django.conf import settings
 
     if "postgresql" not in settings.DATABASES["default"]["ENGINE"] or not settings.REDIS_URL:
         pytest.exit("The suite needs DATABASE_URL=postgres://... and REDIS_URL=redis://...", 3)
@@ -72,7 +72,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.fixture(autouse=True)
 def _clear_cache() -> None:
     """Rate-limit counters must not leak from one test into the next."""
-    cache.clear()
+    for alias in settings.CACHES:
+        caches[alias].clear()
 
 
 def client_for(user: User | None) -> APIClient:

@@ -10,9 +10,13 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.cache import caches
-from django.test import override_settings
+from django.test import RequestFactory, override_settings
+from django_ratelimit.core import EXPIRATION_FUDGE, get_usage
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from autoflow.cache import RedisCache
+from tests.servers import closed_port
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("REDIS_URL"), reason="needs the Redis server (REDIS_URL)"
@@ -66,3 +70,78 @@ def test_another_configuration_gets_a_client_of_its_own():
             assert one.get("key") == "one"
         finally:
             one.delete("key")
+
+
+def _rate_limit_caches(prefix: str, location: str) -> dict[str, Any]:
+    counters = {
+        "BACKEND": "autoflow.cache.RateLimitCache",
+        "LOCATION": location,
+        "KEY_PREFIX": prefix,
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1, "IGNORE_EXCEPTIONS": True},
+    }
+    return {**_caches(prefix), "ratelimit": counters}
+
+
+def _hit(group: str, key: str, rate: str = "100/m") -> int | None:
+    usage = get_usage(
+        RequestFactory().get("/"),
+        group=group,
+        key=lambda _group, _request: key,
+        rate=rate,
+        increment=True,
+    )
+    return None if usage is None else int(usage["count"])
+
+
+def test_rate_limit_hits_take_one_round_trip_each_once_the_counter_is_known(monkeypatch):
+    sent: list[str] = []
+    original = Redis.execute_command
+
+    def counted(self: Redis, *args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]).upper())
+        return original(self, *args, **options)
+
+    prefix = f"test-{secrets.token_hex(4)}"
+    with override_settings(CACHES=_rate_limit_caches(prefix, settings.REDIS_URL)):
+        monkeypatch.setattr(Redis, "execute_command", counted)
+        assert [_hit("g", "client") for _ in range(2)] == [1, 2]
+        sent.clear()
+        counts = [_hit("g", "client") for _ in range(5)]
+        per_hit = list(sent)
+        assert [_hit("other", "client"), _hit("g", "someone else")] == [1, 1]
+        caches["ratelimit"].clear()
+
+    assert counts == [3, 4, 5, 6, 7]
+    # django-ratelimit's add and incr were two round trips a hit; here one (the script's digest).
+    assert per_hit == ["EVALSHA"] * 5
+
+
+def test_a_counter_gone_behind_the_process_back_starts_again_with_its_expiry():
+    prefix = f"test-{secrets.token_hex(4)}"
+    with override_settings(CACHES=_rate_limit_caches(prefix, settings.REDIS_URL)):
+        counters: Any = caches["ratelimit"]
+        assert [_hit("g", "client", "100/h") for _ in range(3)] == [1, 2, 3]
+        [key] = counters.keys("*")
+        full_key = counters.client.make_key(key)
+        redis = counters.client.get_client()
+        assert 3600 <= redis.ttl(full_key) <= 3600 + EXPIRATION_FUDGE
+        redis.delete(full_key)  # as a Redis restart or a flush would
+
+        assert _hit("g", "client", "100/h") == 1
+        assert 3600 <= redis.ttl(full_key) <= 3600 + EXPIRATION_FUDGE
+        assert _hit("g", "client", "100/h") == 2
+        counters.clear()
+
+
+def test_a_known_counter_on_an_unreachable_redis_fails_open_or_raises_as_configured():
+    prefix = f"test-{secrets.token_hex(4)}"
+    with override_settings(CACHES=_rate_limit_caches(prefix, settings.REDIS_URL)):
+        assert [_hit("g", "client") for _ in range(2)] == [1, 2]  # now known to this process
+        live: Any = caches["ratelimit"]
+        live.clear()
+    down = _rate_limit_caches(prefix, f"redis://127.0.0.1:{closed_port()}/0")
+    with override_settings(CACHES=down):
+        assert _hit("g", "client") is None  # django-ratelimit's "unavailable": we fail open
+    down["ratelimit"]["OPTIONS"]["IGNORE_EXCEPTIONS"] = False
+    with override_settings(CACHES=down), pytest.raises(RedisConnectionError):
+        _hit("g", "client")

@@ -110,17 +110,17 @@ def test_refresh_is_limited_per_user_not_per_address(owner, outsider):
 
 
 def _redis_down_caches() -> dict:
-    return {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{closed_port()}/0",
-            "OPTIONS": {
-                "SOCKET_CONNECT_TIMEOUT": 1,
-                "SOCKET_TIMEOUT": 1,
-                "IGNORE_EXCEPTIONS": True,
-            },
-        }
+    down = {
+        "BACKEND": "autoflow.cache.RedisCache",
+        "LOCATION": f"redis://127.0.0.1:{closed_port()}/0",
+        "OPTIONS": {
+            "SOCKET_CONNECT_TIMEOUT": 1,
+            "SOCKET_TIMEOUT": 1,
+            "IGNORE_EXCEPTIONS": True,
+        },
     }
+    # Both as settings.py has them: the counters live in the second.
+    return {"default": down, "ratelimit": {**down, "BACKEND": "autoflow.cache.RateLimitCache"}}
 
 
 def test_rate_limits_fail_open_when_redis_is_unreachable(owner, caplog):
@@ -134,7 +134,8 @@ def test_rate_limits_fail_open_when_redis_is_unreachable(owner, caplog):
 
 def test_rate_limits_fail_open_even_when_the_cache_raises(owner, caplog):
     caches = _redis_down_caches()
-    caches["default"]["OPTIONS"]["IGNORE_EXCEPTIONS"] = False
+    for alias in caches.values():
+        alias["OPTIONS"] = {**alias["OPTIONS"], "IGNORE_EXCEPTIONS": False}
     with override_settings(CACHES=caches, DJANGO_REDIS_IGNORE_EXCEPTIONS=False):
         statuses = [_login(owner.email, password=DEFAULT_PASSWORD) for _ in range(6)]
     assert statuses == [200] * 6
