@@ -291,6 +291,7 @@ def test_password_change_revokes_refresh_tokens(live_daphne):
 def test_deactivated_user_tokens_stop_working(live_daphne):
     body = _register(live_daphne)
     user = User.objects.get(pk=body["user"]["id"])
+    assert _me(live_daphne, body["access"]).status_code == 200  # its signature now known
     # when
     user_deactivate(user=user)
     # then
@@ -315,6 +316,7 @@ def test_deactivated_user_refresh_is_refused_even_without_revocation(live_daphne
 
 def test_deleted_user_tokens_are_refused_not_500(live_daphne):
     body = _register(live_daphne)
+    assert _me(live_daphne, body["access"]).status_code == 200
     User.objects.filter(pk=body["user"]["id"]).delete()
     refresh = _refresh(live_daphne, body["refresh"])
     assert refresh.status_code == 401
