@@ -6,9 +6,16 @@ from typing import Any
 
 import pytest
 from asgiref.sync import SyncToAsync, async_to_sync
-from django.test import AsyncClient
+from csp.constants import NONCE
+from csp.decorators import csp_exempt, csp_update
+from csp.utils import build_policy
+from django.http import HttpResponse
+from django.http.response import HttpResponseBase
+from django.test import AsyncClient, RequestFactory, override_settings
 
 from accounts.models import User
+from autoflow import loop_middleware
+from autoflow.loop_middleware import CSPMiddleware
 
 pytestmark = pytest.mark.django_db
 
@@ -55,3 +62,69 @@ def test_admin_sign_in_saves_the_session_in_a_thread(admin_user: User) -> None:
     assert signed_in["Location"] == "/admin/"
     assert index.status_code == 200
     assert admin_user.email.encode() in index.content or b"Ada" in index.content
+
+
+def _csp_of(
+    response: HttpResponseBase, *, nonce: bool = False, path: str = "/api"
+) -> tuple[HttpResponseBase, str]:
+    request = RequestFactory().get(path)
+    middleware = CSPMiddleware(lambda _request: response)
+    middleware.process_request(request)
+    used = str(request.csp_nonce) if nonce else ""  # type: ignore[attr-defined]
+    return middleware.process_response(request, response), used
+
+
+def test_the_settings_policy_is_built_once_and_follows_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[bool] = []
+    original = loop_middleware.build_policy
+
+    def counted(*args: Any, **options: Any) -> str:
+        built.append(bool(options.get("report_only")))
+        return original(*args, **options)
+
+    monkeypatch.setattr(loop_middleware, "build_policy", counted)
+    loop_middleware.settings_policies.cache_clear()
+    first, _ = _csp_of(HttpResponse())
+    second, _ = _csp_of(HttpResponse())
+    assert first["Content-Security-Policy"] == second["Content-Security-Policy"]
+    assert first["Content-Security-Policy"] == build_policy()  # django-csp's own text
+    assert "Content-Security-Policy-Report-Only" not in first
+    assert built == [False, True]  # once, for both responses
+
+    with override_settings(
+        CONTENT_SECURITY_POLICY={"DIRECTIVES": {"default-src": ["'none'"]}},
+        CONTENT_SECURITY_POLICY_REPORT_ONLY={"DIRECTIVES": {"img-src": ["'self'"]}},
+    ):
+        changed, _ = _csp_of(HttpResponse())
+    assert changed["Content-Security-Policy"] == "default-src 'none'"
+    assert "img-src 'self'" in changed["Content-Security-Policy-Report-Only"]
+    assert _csp_of(HttpResponse())[0]["Content-Security-Policy"] == first["Content-Security-Policy"]
+
+
+def test_a_nonce_or_a_view_override_is_left_to_django_csp() -> None:
+    with override_settings(
+        CONTENT_SECURITY_POLICY={"DIRECTIVES": {"script-src": ["'self'", NONCE]}}
+    ):
+        with_nonce, nonce = _csp_of(HttpResponse(), nonce=True)
+        without, _ = _csp_of(HttpResponse())
+    assert f"script-src 'self' 'nonce-{nonce}'" in with_nonce["Content-Security-Policy"]
+    assert "script-src 'self';" in f"{without['Content-Security-Policy']};"
+
+    request = RequestFactory().get("/")
+    updated = csp_update({"img-src": ["https://images.example"]})(lambda _r: HttpResponse())
+    assert "https://images.example" in _csp_of(updated(request))[0]["Content-Security-Policy"]
+    exempt = csp_exempt()(lambda _r: HttpResponse())
+    assert "Content-Security-Policy" not in _csp_of(exempt(request))[0]
+    already = HttpResponse(headers={"Content-Security-Policy": "sandbox"})
+    assert _csp_of(already)[0]["Content-Security-Policy"] == "sandbox"
+
+    with override_settings(
+        CONTENT_SECURITY_POLICY={
+            "EXCLUDE_URL_PREFIXES": ["/admin"],
+            "DIRECTIVES": {"default-src": ["'self'"]},
+        }
+    ):
+        assert "Content-Security-Policy" not in _csp_of(HttpResponse(), path="/admin/x")[0]
+        assert "default-src 'self'" in _csp_of(HttpResponse())[0]["Content-Security-Policy"]
