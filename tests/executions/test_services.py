@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 from django.utils import timezone
 
+from autoflow.celery import app as celery_app
 from autoflow.exceptions import IdempotencyConflict, InvalidState
 from executions import leases, services
 from executions.models import Execution, ExecutionLog, NodeRun
@@ -435,6 +438,47 @@ def test_the_run_task_is_published_with_its_arguments_written_out_not_saferepr(
     assert [(h["task"], h["argsrepr"], h["kwargsrepr"]) for h in published] == [
         ("executions.tasks.run_execution_task", "('7d3c2f0e-0000-4000-8000-000000000001',)", "{}")
     ]
+
+
+def test_each_thread_publishes_through_one_producer_until_a_publish_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from celery.signals import before_task_publish
+
+    published: list[str] = []
+
+    def remember(headers: dict, **kwargs: object) -> None:
+        published.append(str(headers["argsrepr"]))
+
+    def in_a_thread() -> object:
+        services._enqueue_now("7d3c2f0e-0000-4000-8000-000000000003")
+        return services._thread_producer.producer
+
+    queue = redis.Redis.from_url(celery_app.conf.broker_url)
+    queued_before = queue.llen(celery_app.conf.task_default_queue)
+    before_task_publish.connect(remember, weak=False)
+    try:
+        services._drop_producer()
+        assert services._enqueue_now("7d3c2f0e-0000-4000-8000-000000000001") is True
+        first = services._thread_producer.producer
+        assert services._enqueue_now("7d3c2f0e-0000-4000-8000-000000000002") is True
+        assert services._thread_producer.producer is first
+        with ThreadPoolExecutor(1) as pool:
+            assert pool.submit(in_a_thread).result() not in (None, first)
+
+        # A failed publish (a broker outage) drops the producer; the next one builds another.
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise ConnectionError("the broker is down")
+
+        monkeypatch.setattr(first, "publish", refuse)
+        assert services._enqueue_now("7d3c2f0e-0000-4000-8000-000000000004") is False
+        assert services._thread_producer.producer is None
+        assert services._enqueue_now("7d3c2f0e-0000-4000-8000-000000000005") is True
+        assert services._thread_producer.producer not in (None, first)
+    finally:
+        before_task_publish.disconnect(remember)
+    assert [text[-5:-3] for text in published] == ["01", "02", "03", "04", "05"]
+    assert queue.llen(celery_app.conf.task_default_queue) - queued_before == 4  # all but "04"
 
 
 def test_runs_hold_their_leases_through_the_processs_one_keeper_thread(owner):
