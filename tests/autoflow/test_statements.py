@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import uuid
 from typing import Any
 
@@ -16,11 +18,13 @@ from accounts.authentication import JwtAuthentication
 from accounts.models import User
 from accounts.tokens import tokens_issue
 from autoflow.exceptions import TokenInvalid
-from autoflow.statements import execute, get_one
+from autoflow.statements import _json_value, execute, get_one, json_records
+from autoflow.storable import json_storable
 from tests.executions.conftest import make_graph, make_workflow
 from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db
+EAST = dt.timezone(dt.timedelta(hours=2))
 
 
 def _values(instance: Model) -> dict[str, Any]:
@@ -121,3 +125,26 @@ def test_a_deleted_user_is_refused(owner):
     User.objects.filter(pk=owner.pk).delete()
     with pytest.raises(TokenInvalid):
         JwtAuthentication().authenticate(_bearer(access))
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"id": uuid.UUID(int=7), "at": dt.datetime(2026, 11, 27, 23, 0, 1, 5, tzinfo=dt.UTC)},
+        {"day": dt.date(2026, 11, 27), "east": dt.datetime(2026, 1, 2, 3, 4, tzinfo=EAST)},
+        {"text": "naïve — ünïcode ✓ \\u0000 \x01", "none": None, "flag": True, "n": -3.5e-9},
+        {"nested": {"list": [1, [2, {"k": "v"}]], "tuple": (1, 2)}, "empty": {}},
+        {"big": 2**70, "small": -(2**63)},  # past orjson's 64 bits: json.dumps writes it
+        {"keys": {1: "int key", None: "null key"}},  # not strings: json.dumps writes them
+    ],
+)
+def test_json_records_writes_what_json_dumps_wrote(row):
+    before = json.dumps([row], default=_json_value, ensure_ascii=False, separators=(",", ":"))
+    assert json.loads(json_records([row])) == json.loads(before)
+
+
+def test_json_records_leaves_a_lone_surrogate_for_the_caller_to_find():
+    encoded = json_records([{"text": "half \ud800 a pair"}])
+    assert not json_storable(encoded)  # `_storable_records` then scrubs and writes again
+    with pytest.raises(TypeError):
+        json_records([{"value": object()}])
