@@ -43,14 +43,15 @@ class RedisCache(DjangoRedisCache):
         return self._client
 
 
-# A hit on a counter: add `delta`, and give the key its expiry if this made it. Atomic.
+# A hit on a counter: add `delta`, and give the key an expiry if it has none (this made it).
+# Atomic.
 COUNT_SCRIPT = """
 local count = redis.call('INCRBY', KEYS[1], ARGV[1])
-if count == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return count
 """
-# Counter keys this process remembers at most (each for its own expiry): a bound on memory
-# under a flood of anonymous clients, each keyed by address.
+# Counter keys this process remembers at most, the oldest forgotten first: a bound on memory
+# (and no work that grows with it) under a flood of anonymous clients, each keyed by address.
 KNOWN_COUNTERS_MAX = 10_000
 
 
@@ -117,11 +118,7 @@ class RateLimitCache(RedisCache):
         return cls._script
 
     def _remember(self, full_key: str, seconds: int) -> None:
-        now = time.monotonic()
         with self._known_lock:
-            if len(self._known) >= KNOWN_COUNTERS_MAX:
-                for stale in [k for k, (until, _) in self._known.items() if until <= now]:
-                    del self._known[stale]
-                if len(self._known) >= KNOWN_COUNTERS_MAX:
-                    self._known.pop(next(iter(self._known)))
-            self._known[full_key] = (now + seconds, seconds)
+            if full_key not in self._known and len(self._known) >= KNOWN_COUNTERS_MAX:
+                self._known.pop(next(iter(self._known)))
+            self._known[full_key] = (time.monotonic() + seconds, seconds)

@@ -15,7 +15,8 @@ from django_ratelimit.core import EXPIRATION_FUDGE, get_usage
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from autoflow.cache import RedisCache
+from autoflow import cache as cache_module
+from autoflow.cache import RateLimitCache, RedisCache
 from tests.servers import closed_port
 
 pytestmark = pytest.mark.skipif(
@@ -145,3 +146,16 @@ def test_a_known_counter_on_an_unreachable_redis_fails_open_or_raises_as_configu
     down["ratelimit"]["OPTIONS"]["IGNORE_EXCEPTIONS"] = False
     with override_settings(CACHES=down), pytest.raises(RedisConnectionError):
         _hit("g", "client")
+
+
+def test_the_counters_remembered_are_bounded_the_oldest_forgotten_first(monkeypatch):
+    monkeypatch.setattr(cache_module, "KNOWN_COUNTERS_MAX", 3)
+    monkeypatch.setattr(RateLimitCache, "_known", {})
+    prefix = f"test-{secrets.token_hex(4)}"
+    with override_settings(CACHES=_rate_limit_caches(prefix, settings.REDIS_URL)):
+        for client in ("a", "b", "c", "d"):
+            assert _hit("g", client) == 1
+        assert len(RateLimitCache._known) == 3
+        # "a" was forgotten: its next hit asks Redis again (add), and still counts right.
+        assert [_hit("g", "a"), _hit("g", "d")] == [2, 2]
+        caches["ratelimit"].clear()
