@@ -102,14 +102,15 @@ class _ThreadProducer(threading.local):
 _thread_producer = _ThreadProducer()
 
 
-def _producer() -> tuple[Any, tuple[Any, ...]]:
-    """This thread's producer, and the run queue bound to its channel, made on first use."""
+def _producer(task_name: str) -> tuple[Any, tuple[Any, ...]]:
+    """This thread's producer, and the queue Celery routes `task_name` to bound to its channel,
+    made on first use."""
     from autoflow.celery import app
 
     if _thread_producer.producer is None or _thread_producer.pid != os.getpid():
         producer = app.amqp.Producer(_publish_connection().clone())
         channel: Any = producer.channel  # connects: a broker outage raises here
-        queue = app.amqp.queues[app.conf.task_default_queue].bind(channel)
+        queue = app.amqp.router.route({}, task_name)["queue"].bind(channel)
         _thread_producer.producer, _thread_producer.declare = producer, (queue,)
         _thread_producer.pid = os.getpid()
     return _thread_producer.producer, _thread_producer.declare
@@ -148,7 +149,7 @@ def _enqueue_now(execution_id: str, countdown: float | None = None) -> bool:
         }
         if countdown is not None:
             options["countdown"] = countdown
-        producer, declare = _producer()
+        producer, declare = _producer(run_execution_task.name)
         options["declare"] = list(declare)
         run_execution_task.apply_async((execution_id,), producer=producer, **options)
     except Exception:  # kombu/redis raise many types; the database stays the queue of record

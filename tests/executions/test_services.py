@@ -461,6 +461,9 @@ def test_each_thread_publishes_through_one_producer_until_a_publish_fails(
         services._drop_producer()
         assert services._enqueue_now("7d3c2f0e-0000-4000-8000-000000000001") is True
         first = services._thread_producer.producer
+        [declared] = services._thread_producer.declare  # where Celery routes run tasks, bound
+        assert declared.is_bound
+        assert declared.name == celery_app.conf.task_default_queue
         assert services._enqueue_now("7d3c2f0e-0000-4000-8000-000000000002") is True
         assert services._thread_producer.producer is first
         with ThreadPoolExecutor(1) as pool:
