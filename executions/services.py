@@ -117,11 +117,9 @@ def _producer(task_name: str) -> tuple[Any, tuple[Any, ...]]:
 
 
 def _drop_producer() -> None:
-    producer, _thread_producer.producer, _thread_producer.declare = (
-        _thread_producer.producer,
-        None,
-        (),
-    )
+    """Forget this thread's producer (a publish failed); the next publish builds another."""
+    producer = _thread_producer.producer
+    _thread_producer.producer, _thread_producer.declare = None, ()
     if producer is not None and _thread_producer.pid == os.getpid():
         with contextlib.suppress(Exception):  # it failed already; closing is best-effort
             producer.connection.release()
