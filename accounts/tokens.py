@@ -6,7 +6,6 @@ reusing a rotated token revokes its whole family (the thief's copy and the victi
 
 from __future__ import annotations
 
-import threading
 import uuid
 from typing import Any
 
@@ -18,6 +17,7 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken, Token
 from rest_framework_simplejwt.utils import aware_utcnow
 
 from accounts.models import RevokedTokenFamily, User
+from autoflow.bounded import BoundedCache
 from autoflow.exceptions import TokenInvalid
 
 logger = structlog.get_logger(__name__)
@@ -54,8 +54,7 @@ def refresh_token_decode(raw: str) -> RefreshToken:
 # Access tokens whose signature this process has checked, at most (a client reuses its token
 # for every request until it expires, minutes later).
 VERIFIED_ACCESS_TOKENS_MAX = 4096
-_verified_access_tokens: dict[str, AccessToken] = {}
-_verified_access_tokens_lock = threading.Lock()
+_verified_access_tokens: BoundedCache[str, AccessToken] = BoundedCache(VERIFIED_ACCESS_TOKENS_MAX)
 
 
 def access_token_verify(raw: str | bytes) -> AccessToken:
@@ -75,10 +74,7 @@ def access_token_verify(raw: str | bytes) -> AccessToken:
         token.check_exp(current_time=aware_utcnow())
         return token
     token = AccessToken(raw, verify=True)  # type: ignore[arg-type]  # simplejwt accepts both
-    with _verified_access_tokens_lock:
-        if len(_verified_access_tokens) >= VERIFIED_ACCESS_TOKENS_MAX:
-            _verified_access_tokens.pop(next(iter(_verified_access_tokens)))
-        _verified_access_tokens[key] = token
+    _verified_access_tokens.put(key, token)
     return token
 
 

@@ -22,6 +22,8 @@ from redis import Redis
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
+from autoflow.bounded import BoundedCache
+
 
 class RedisCache(DjangoRedisCache):
     _shared_clients: ClassVar[dict[str, DefaultClient]] = {}
@@ -68,8 +70,8 @@ class RateLimitCache(RedisCache):
     this cache may be deleted or changed behind a counter's back and expect `add` to notice.
     """
 
-    _known: ClassVar[dict[str, tuple[float, int]]] = {}  # key -> (remembered until, timeout)
-    _known_lock: ClassVar[threading.Lock] = threading.Lock()
+    # key -> (remembered until, timeout)
+    _known: ClassVar[BoundedCache[str, tuple[float, int]]] = BoundedCache(KNOWN_COUNTERS_MAX)
     _script: ClassVar[Script | None] = None
 
     def add(
@@ -118,7 +120,4 @@ class RateLimitCache(RedisCache):
         return cls._script
 
     def _remember(self, full_key: str, seconds: int) -> None:
-        with self._known_lock:
-            if full_key not in self._known and len(self._known) >= KNOWN_COUNTERS_MAX:
-                self._known.pop(next(iter(self._known)))
-            self._known[full_key] = (time.monotonic() + seconds, seconds)
+        self._known.put(full_key, (time.monotonic() + seconds, seconds))

@@ -35,6 +35,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
+from autoflow.bounded import BoundedCache
 from autoflow.exceptions import IdempotencyConflict, InvalidState, ValidationFailed
 from autoflow.storable import unstorable
 from executions import events, leases, statements
@@ -167,9 +168,13 @@ def execution_enqueue_on_commit(*, execution_id: object, countdown: float | None
 # --- Start -----------------------------------------------------------------------------------
 
 
+class WorkflowChanged(Exception):
+    """The workflow's row no longer has the values a start was told to expect: nothing started."""
+
+
 # (workflow id, version number) -> version row id: version rows never change once written.
-_version_ids: dict[tuple[Any, int], int] = {}
 VERSION_ID_CACHE_SIZE = 4096
+_version_ids: BoundedCache[tuple[Any, int], int] = BoundedCache(VERSION_ID_CACHE_SIZE)
 
 
 def _version_for(workflow: Workflow, version: int | None = None) -> WorkflowVersion:
@@ -184,9 +189,7 @@ def _version_for(workflow: Workflow, version: int | None = None) -> WorkflowVers
         return WorkflowVersion(pk=known, workflow=workflow, version=number)
     found = WorkflowVersion.objects.filter(workflow=workflow, version=number).first()
     if found is not None:
-        if len(_version_ids) >= VERSION_ID_CACHE_SIZE:
-            _version_ids.pop(next(iter(_version_ids)))
-        _version_ids[(workflow.pk, number)] = found.pk
+        _version_ids.put((workflow.pk, number), found.pk)
         return found
     if number != workflow.version:
         raise InvalidState(f"Version {number} of this workflow no longer exists.")
@@ -224,6 +227,7 @@ def _create_execution(
     reuse: Mapping[str, NodeRun] | None = None,
     execution_id: uuid.UUID | None = None,
     notify_channel: str = "",
+    only_if: Mapping[str, Any] | None = None,
 ) -> Execution:
     # A reference from the id cache (never loaded: `adding`) has no graph of its own.
     plan = _plan_cached(
@@ -276,7 +280,9 @@ def _create_execution(
     first = LogLine(ts=now, level="info", node_id=None, message=message, data=data)
     # One statement on PostgreSQL (atomic on its own): an execute or a webhook call's insert
     # is one round trip, not five with its transaction's BEGIN and COMMIT.
-    statements.insert_run(execution, runs, [{"seq": 1, **_log_values(execution.pk, first)}])
+    first_lines = [{"seq": 1, **_log_values(execution.pk, first)}]
+    if not statements.insert_run(execution, runs, first_lines, only_if=only_if):
+        raise WorkflowChanged()
     # The first line is not published: nobody can be subscribed to a run that did not exist
     # (its id is new), and a subscription begins at the lines already stored (`last_seq`).
     # Publishing it cost the web process a Redis round trip and a wake-up of its publisher
@@ -295,6 +301,7 @@ def execution_start(
     idempotency_scope: str | None = None,
     execution_id: uuid.UUID | None = None,
     notify_channel: str = "",
+    only_if: Mapping[str, Any] | None = None,
 ) -> tuple[Execution, bool]:
     """Queue an execution of the workflow's current version; see the module docstring.
 
@@ -302,7 +309,8 @@ def execution_start(
     returns the first call's execution, with its own id). The run's end is also published on
     `notify_channel`, when given (`executions.completions`). An input holding a NUL character
     or a number that is not finite is refused (`ValidationFailed`): the database could not
-    store it (`autoflow.storable`).
+    store it (`autoflow.storable`). With `only_if` (values of the workflow's fields, as the
+    caller read them), nothing starts unless its row still has them: `WorkflowChanged`.
     """
     payload = dict(input or {})
     found = unstorable(payload)
@@ -321,6 +329,7 @@ def execution_start(
             user=user,
             execution_id=execution_id,
             notify_channel=notify_channel,
+            only_if=only_if,
         )
 
     if not idempotency_key:
@@ -662,8 +671,7 @@ def _schedule_wake(execution_id: object, wake_at: dt.datetime) -> bool:
 PLAN_CACHE_SIZE = 256
 # (version row id, workflow id) -> plan. The workflow id keeps a reused row id (SQLite after a
 # rollback) from ever finding another workflow's plan.
-_plans: dict[tuple[int, Any], Plan] = {}
-_plans_lock = threading.Lock()
+_plans: BoundedCache[tuple[int, Any], Plan] = BoundedCache(PLAN_CACHE_SIZE)
 
 
 def _plan_cached(key: tuple[int, Any], graph: Callable[[], Any]) -> Plan:
@@ -671,10 +679,7 @@ def _plan_cached(key: tuple[int, Any], graph: Callable[[], Any]) -> Plan:
     plan = _plans.get(key)
     if plan is None:
         plan = plan_build(graph())  # a graph that no longer parses raises, and is not cached
-        with _plans_lock:
-            if len(_plans) >= PLAN_CACHE_SIZE:
-                _plans.pop(next(iter(_plans)))
-            _plans[key] = plan
+        _plans.put(key, plan)
     return plan
 
 

@@ -32,6 +32,7 @@ from autoflow.statements import (
     prepared_key,
     record_columns_sql,
     row_params,
+    typed_placeholders_sql,
 )
 from autoflow.storable import json_storable, scrubbed
 from executions.models import (
@@ -232,23 +233,42 @@ NODE_RUN_DEFAULTS = {
 }
 
 
-@cache
-def _insert_run_sql(using: str) -> str:
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)  # one entry per guard's columns: bounded
+def _insert_run_sql(using: str, guard: tuple[str, ...]) -> str:
+    """The run's row, then its node runs and first lines, each only if the row went in.
+
+    With `guard` (columns of the workflow's row), the row goes in only while the workflow's row
+    has those values (the parameters after the row's own); the statement returns how many
+    rows went in.
+    """
     connection = connection_for(using)
     quote = connection.ops.quote_name
     row_fields = fields_of(Execution, insert_names(Execution))
+    row_columns = columns_sql(connection, row_fields)
+    if guard:
+        conditions = " AND ".join(
+            f"{quote(str(field.column))} = %s" for field in fields_of(Workflow, guard)
+        )
+        row = (
+            f"SELECT {typed_placeholders_sql(connection, row_fields)} WHERE EXISTS (SELECT 1 "  # noqa: S608
+            f"FROM {quote(Workflow._meta.db_table)} WHERE {conditions})"
+        )
+    else:
+        row = f"VALUES ({', '.join(['%s'] * len(row_fields))})"
     run_fields = fields_of(NodeRun, NODE_RUN_INSERT)
     runs = columns_sql(connection, run_fields)
     line_fields = fields_of(ExecutionLog, (*LOG_VALUES, "seq"))
     lines = columns_sql(connection, line_fields)
     return (
         f"WITH execution_row AS (INSERT INTO {quote(Execution._meta.db_table)} "  # noqa: S608
-        f"({columns_sql(connection, row_fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(row_fields))})), "
+        f"({row_columns}) {row} RETURNING 1), "
         f"node_runs AS (INSERT INTO {quote(NodeRun._meta.db_table)} ({runs}) SELECT {runs} "
-        f"FROM json_to_recordset(%s::json) AS v({record_columns_sql(connection, run_fields)})) "
-        f"INSERT INTO {quote(ExecutionLog._meta.db_table)} ({lines}) SELECT {lines} "
-        f"FROM json_to_recordset(%s::json) AS v({record_columns_sql(connection, line_fields)})"
+        f"FROM execution_row, "
+        f"json_to_recordset(%s::json) AS v({record_columns_sql(connection, run_fields)})), "
+        f"lines AS (INSERT INTO {quote(ExecutionLog._meta.db_table)} ({lines}) SELECT {lines} "
+        f"FROM execution_row, "
+        f"json_to_recordset(%s::json) AS v({record_columns_sql(connection, line_fields)})) "
+        f"SELECT count(*) FROM execution_row"
     )
 
 
@@ -257,27 +277,45 @@ def insert_run(
     node_runs: Sequence[dict[str, Any]],
     lines: Sequence[dict[str, Any]],
     *,
+    only_if: Mapping[str, Any] | None = None,
     using: str = "default",
-) -> None:
+) -> bool:
     """Insert a new run's row, its node runs and its first log lines, atomically.
 
     `node_runs`: dicts of some of `NODE_RUN_INSERT` (the rest as the ORM would default them);
-    `lines`: dicts of `LOG_VALUES` and `seq`. On PostgreSQL one statement, one round trip (an
+    `lines`: dicts of `LOG_VALUES` and `seq`. With `only_if` (values of the workflow's fields,
+    as a caller last read them), nothing is written unless the workflow's row still has them.
+    Returns whether the run was written. On PostgreSQL one statement, one round trip (an
     execute or a webhook call's whole write), the node runs and lines each as one JSON
     parameter; elsewhere one insert after the other in a transaction.
     """
     runs = [{**NODE_RUN_DEFAULTS, **run} for run in node_runs]
+    guard = tuple(only_if or ())
     connection = connection_for(using)
     if connection.vendor != "postgresql":
         with transaction.atomic(using=using, savepoint=False):
+            if guard and not Workflow.objects.using(using).filter(**dict(only_if or {})).exists():
+                return False
             insert_objects([execution], using=using)
             insert_objects([NodeRun(**run) for run in runs], using=using)
             insert_objects([ExecutionLog(**line) for line in lines], using=using)
-        return
+        return True
     fields = fields_of(Execution, insert_names(Execution))
-    params = [*row_params([execution], fields, connection), json_records(runs), json_records(lines)]
-    execute(using, _insert_run_sql(using), params)
+    guard_params = [
+        field.get_db_prep_value(value, connection)
+        for field, value in zip(fields_of(Workflow, guard), (only_if or {}).values(), strict=True)
+    ]
+    params = [
+        *row_params([execution], fields, connection),
+        *guard_params,
+        json_records(runs),
+        json_records(lines),
+    ]
+    rows = execute(using, _insert_run_sql(using, guard), params)
+    if not rows or not rows[0][0]:
+        return False
     mark_saved([execution], using)
+    return True
 
 
 # --- A run's write: its row, new log lines, node runs ----------------------------------------

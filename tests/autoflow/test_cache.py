@@ -15,7 +15,7 @@ from django_ratelimit.core import EXPIRATION_FUDGE, get_usage
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from autoflow import cache as cache_module
+from autoflow.bounded import BoundedCache
 from autoflow.cache import RateLimitCache, RedisCache
 from tests.servers import closed_port
 
@@ -149,8 +149,7 @@ def test_a_known_counter_on_an_unreachable_redis_fails_open_or_raises_as_configu
 
 
 def test_the_counters_remembered_are_bounded_the_oldest_forgotten_first(monkeypatch):
-    monkeypatch.setattr(cache_module, "KNOWN_COUNTERS_MAX", 3)
-    monkeypatch.setattr(RateLimitCache, "_known", {})
+    monkeypatch.setattr(RateLimitCache, "_known", BoundedCache(3))
     prefix = f"test-{secrets.token_hex(4)}"
     with override_settings(CACHES=_rate_limit_caches(prefix, settings.REDIS_URL)):
         for client in ("a", "b", "c", "d"):

@@ -15,6 +15,7 @@ from autoflow.statements import insert_objects
 from executions import services, statements
 from executions.models import NODE_RUN_STATE_FIELDS, Execution, ExecutionLog, NodeRun
 from tests.executions.conftest import make_graph, make_workflow
+from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db
 
@@ -330,6 +331,31 @@ def test_starting_an_execution_inserts_its_rows_in_one_statement(owner):
         (1, "Execution queued")
     ]
     assert Execution.objects.get(pk=execution.pk).input == {"n": 1}
+
+
+def test_a_guarded_start_writes_only_while_the_workflow_holds_what_was_read(owner):
+    workflow = make_workflow(owner, make_graph([{"id": "a", "type": "test_emit"}], [("t", "a")]))
+    read = {"id": workflow.pk, "version": workflow.version, "active": workflow.active}
+    services.execution_start(workflow=workflow, trigger="manual", input={}, user=owner)  # warm
+    Execution.objects.all().delete()
+
+    with CaptureQueriesContext(connection) as queries:
+        started, _ = services.execution_start(
+            workflow=workflow, trigger="manual", input={}, user=owner, only_if=read
+        )
+    Workflow.objects.filter(pk=workflow.pk).update(version=workflow.version + 1)
+    with pytest.raises(services.WorkflowChanged):
+        services.execution_start(
+            workflow=workflow, trigger="manual", input={}, user=owner, only_if=read
+        )
+
+    if connection.vendor == "postgresql":
+        assert [q["sql"].split()[0] for q in queries] == ["WITH"]
+    assert list(Execution.objects.filter(workflow=workflow).values_list("pk", flat=True)) == [
+        started.pk
+    ]
+    assert NodeRun.objects.filter(execution__workflow=workflow).count() == 2
+    assert ExecutionLog.objects.filter(execution__workflow=workflow).count() == 1
 
 
 def test_node_runs_of_lists_the_runs_in_graph_order_with_their_values(owner):

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 import requests
+from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
 from executions.models import ACTIVE_STATUSES, Execution
 from tests.executions.conftest import EngineProcesses, wait_finished, wait_for
 from tests.servers import ServerUrl, daphne_server, database_url_from_settings
 from tests.triggers.conftest import webhook_workflow
+from triggers import webhooks
+from triggers.services import webhook_token_rotate
 from workflows.models import WebhookCall, Workflow
-from workflows.services import workflow_create
+from workflows.services import workflow_create, workflow_delete, workflow_update
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TIMEOUT = 40
@@ -386,3 +392,103 @@ def test_webhook_input_keeps_no_cookie(live_daphne: ServerUrl, owner: User) -> N
         "headers"
     ]
     assert "cookie" not in headers
+
+
+def _edit(workflow: Workflow, **changes: Any) -> Workflow:
+    workflow.refresh_from_db()
+    return workflow_update(
+        workflow=workflow, by=workflow.owner, expected_version=workflow.version, changes=changes
+    )
+
+
+def _trigger_changed(workflow: Workflow, **params: Any) -> dict[str, Any]:
+    workflow.refresh_from_db()
+    graph: dict[str, Any] = json.loads(json.dumps(workflow.graph))
+    graph["nodes"][0]["params"].update(params)
+    return graph
+
+
+def test_a_webhook_called_before_answers_by_its_workflow_as_it_is_now(
+    live_daphne: ServerUrl, owner: User
+) -> None:
+    # given a webhook the server has answered once (it keeps what it read of the workflow)
+    workflow = webhook_workflow(owner, fields={"ok": "yes"})
+    url = _hook(live_daphne, workflow)
+    answers = [requests.post(url, json={}, timeout=TIMEOUT).status_code]
+
+    # when the workflow changes between calls, each call answers as the workflow is now
+    _edit(workflow, graph=_trigger_changed(workflow, methods=["PUT"]))
+    answers.append(requests.post(url, json={}, timeout=TIMEOUT).status_code)
+    answers.append(requests.put(url, json={}, timeout=TIMEOUT).status_code)
+    _edit(workflow, graph=_trigger_changed(workflow, secret="now-signed"))
+    answers.append(requests.put(url, json={}, timeout=TIMEOUT).status_code)
+    body = b"{}"
+    signed = {
+        "Content-Type": "application/json",
+        "X-AutoFlow-Signature": _signed("now-signed", body),
+    }
+    answers.append(requests.put(url, data=body, headers=signed, timeout=TIMEOUT).status_code)
+    _edit(workflow, active=False)
+    answers.append(requests.put(url, data=body, headers=signed, timeout=TIMEOUT).status_code)
+    _edit(workflow, active=True)
+    answers.append(requests.put(url, data=body, headers=signed, timeout=TIMEOUT).status_code)
+    rotated = webhook_token_rotate(workflow=workflow)
+    answers.append(requests.put(url, data=body, headers=signed, timeout=TIMEOUT).status_code)
+    new_url = f"{live_daphne}/api/hooks/{rotated.webhook_token}"
+    answers.append(requests.put(new_url, data=body, headers=signed, timeout=TIMEOUT).status_code)
+
+    # then
+    assert answers == [202, 405, 202, 401, 202, 404, 202, 404, 202]
+    assert Execution.objects.filter(workflow=workflow).count() == 5
+
+    # One record per call that reached the workflow, once each, with what it answered (the
+    # call to the rotated-away token reached none).
+    def statuses() -> list[int]:
+        return sorted(c.status for c in WebhookCall.objects.filter(workflow=workflow))
+
+    expected = sorted([202, 405, 202, 401, 202, 404, 202, 202])
+    with contextlib.suppress(AssertionError):  # the batched writes are in when all are
+        wait_for(lambda: len(statuses()) >= len(expected), timeout=10)
+    assert statuses() == expected
+    # and a deleted workflow's webhook is gone with it
+    workflow_delete(workflow=rotated, by=owner)
+    assert requests.put(new_url, data=body, headers=signed, timeout=TIMEOUT).status_code == 404
+
+
+def test_a_webhook_changed_since_the_server_read_it_counts_its_rate_once(owner: User) -> None:
+    from django.db import connection
+
+    workflow = webhook_workflow(owner, fields={"ok": "yes"})
+    database_url = database_url_from_settings(connection.settings_dict)
+
+    with daphne_server(DATABASE_URL=database_url, RATE_LIMIT_WEBHOOK="3/1m") as server:
+        url = _hook(server, workflow)
+        first = requests.post(url, json={}, timeout=TIMEOUT).status_code
+        # The server's copy is now stale: this call is checked on it, then on the row.
+        _edit(workflow, description="changed")
+        answers = [requests.post(url, json={}, timeout=TIMEOUT).status_code for _ in range(3)]
+
+    assert [first, *answers] == [202, 202, 202, 429]
+    assert Execution.objects.filter(workflow=workflow).count() == 3
+
+
+def test_a_call_to_a_webhook_seen_before_reads_no_workflow_row(owner: User) -> None:
+    from django.db import connection
+
+    workflow = webhook_workflow(owner, fields={"ok": "yes"})
+    workflow.refresh_from_db()
+    token = str(workflow.webhook_token)
+
+    def call() -> webhooks.Accepted:
+        request = RequestFactory().post(
+            f"/api/hooks/{token}", data={}, content_type="application/json"
+        )
+        return webhooks._accept(request, token, uuid.uuid4(), "")
+
+    call()
+    with CaptureQueriesContext(connection) as queries:
+        accepted = call()
+
+    assert accepted.status == "queued"
+    assert Execution.objects.filter(pk=accepted.execution_id).exists()
+    assert not [q for q in queries if "workflows_workflow" in q["sql"].split("WHERE")[0]]
