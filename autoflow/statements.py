@@ -225,14 +225,6 @@ def _column_type(connection: BaseDatabaseWrapper, field: Field[Any, Any]) -> str
     return re.sub(r"\(.*?\)", "", str(field.db_type(connection) or "text"))
 
 
-def typed_placeholders_sql(
-    connection: BaseDatabaseWrapper, fields: Sequence[Field[Any, Any]]
-) -> str:
-    """`%s::type, ...` for `fields`: a SELECT's values, which unlike a VALUES row's take no type
-    from the columns they are inserted into."""
-    return ", ".join(f"%s::{_column_type(connection, f)}" for f in fields)
-
-
 # --- Rows as one JSON parameter (PostgreSQL) ----------------------------------------------------
 
 

@@ -31,8 +31,6 @@ from autoflow.statements import (
     pk_of,
     prepared_key,
     record_columns_sql,
-    row_params,
-    typed_placeholders_sql,
 )
 from autoflow.storable import json_storable, scrubbed
 from executions.models import (
@@ -237,24 +235,27 @@ NODE_RUN_DEFAULTS = {
 def _insert_run_sql(using: str, guard: tuple[str, ...]) -> str:
     """The run's row, then its node runs and first lines, each only if the row went in.
 
-    With `guard` (columns of the workflow's row), the row goes in only while the workflow's row
-    has those values (the parameters after the row's own); the statement returns how many
-    rows went in.
+    Rows of each kind come as one JSON parameter (the run's row too: 24 prepared parameters
+    cost a start ~35 µs more). With `guard` (columns of the workflow's row), the row goes in
+    only while the workflow's row has those values (the parameters after the row's); the
+    statement returns how many rows went in.
     """
     connection = connection_for(using)
     quote = connection.ops.quote_name
     row_fields = fields_of(Execution, insert_names(Execution))
     row_columns = columns_sql(connection, row_fields)
+    row = (
+        f"SELECT {row_columns} "  # noqa: S608
+        f"FROM json_to_recordset(%s::json) AS v({record_columns_sql(connection, row_fields)})"
+    )
     if guard:
         conditions = " AND ".join(
             f"{quote(str(field.column))} = %s" for field in fields_of(Workflow, guard)
         )
-        row = (
-            f"SELECT {typed_placeholders_sql(connection, row_fields)} WHERE EXISTS (SELECT 1 "  # noqa: S608
-            f"FROM {quote(Workflow._meta.db_table)} WHERE {conditions})"
+        row += (
+            f" WHERE EXISTS (SELECT 1 FROM {quote(Workflow._meta.db_table)} "  # noqa: S608
+            f"WHERE {conditions})"
         )
-    else:
-        row = f"VALUES ({', '.join(['%s'] * len(row_fields))})"
     run_fields = fields_of(NodeRun, NODE_RUN_INSERT)
     runs = columns_sql(connection, run_fields)
     line_fields = fields_of(ExecutionLog, (*LOG_VALUES, "seq"))
@@ -300,13 +301,16 @@ def insert_run(
             insert_objects([NodeRun(**run) for run in runs], using=using)
             insert_objects([ExecutionLog(**line) for line in lines], using=using)
         return True
-    fields = fields_of(Execution, insert_names(Execution))
+    row = {
+        str(field.column): field.pre_save(execution, add=True)
+        for field in fields_of(Execution, insert_names(Execution))
+    }
     guard_params = [
         field.get_db_prep_value(value, connection)
         for field, value in zip(fields_of(Workflow, guard), (only_if or {}).values(), strict=True)
     ]
     params = [
-        *row_params([execution], fields, connection),
+        json_records([row]),
         *guard_params,
         json_records(runs),
         json_records(lines),

@@ -168,10 +168,15 @@ class Hook:
         if self.workflow is not None:
             return {"workflow": self.workflow}
         # Only the columns a start reads; any other is loaded if something asks for it.
-        fields = ["id", "version", "active", "webhook_token"]
-        expected = [self.workflow_id, self.version, True, token]
-        workflow = Workflow.from_db("default", fields, expected)
-        return {"workflow": workflow, "only_if": dict(zip(fields, expected, strict=True))}
+        expected = {
+            "id": self.workflow_id,
+            "version": self.version,
+            "active": True,
+            "webhook_token": token,
+        }
+        names = [f.attname for f in Workflow._meta.concrete_fields if f.attname in expected]
+        workflow = Workflow.from_db("default", names, [expected[name] for name in names])
+        return {"workflow": workflow, "only_if": expected}
 
 
 # token -> its live webhook, as this process last read it: a call to a known webhook reads no

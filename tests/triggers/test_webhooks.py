@@ -439,7 +439,11 @@ def test_a_webhook_called_before_answers_by_its_workflow_as_it_is_now(
 
     # then
     assert answers == [202, 405, 202, 401, 202, 404, 202, 404, 202]
-    assert Execution.objects.filter(workflow=workflow).count() == 5
+    # Each run is of the version current at its call.
+    versions = Execution.objects.filter(workflow=workflow).values_list(
+        "workflow_version", flat=True
+    )
+    assert sorted(versions) == [1, 2, 3, 5, 5]
 
     # One record per call that reached the workflow, once each, with what it answered (the
     # call to the rotated-away token reached none).
@@ -476,7 +480,7 @@ def test_a_call_to_a_webhook_seen_before_reads_no_workflow_row(owner: User) -> N
     from django.db import connection
 
     workflow = webhook_workflow(owner, fields={"ok": "yes"})
-    workflow.refresh_from_db()
+    workflow = _edit(workflow, graph=_trigger_changed(workflow, methods=["POST", "PUT"]))
     token = str(workflow.webhook_token)
 
     def call() -> webhooks.Accepted:
@@ -490,5 +494,7 @@ def test_a_call_to_a_webhook_seen_before_reads_no_workflow_row(owner: User) -> N
         accepted = call()
 
     assert accepted.status == "queued"
-    assert Execution.objects.filter(pk=accepted.execution_id).exists()
+    # and it runs the workflow's current version
+    started = Execution.objects.get(pk=accepted.execution_id)
+    assert (started.workflow_version, started.version.version) == (2, 2)
     assert not [q for q in queries if "workflows_workflow" in q["sql"].split("WHERE")[0]]
