@@ -15,11 +15,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
-from autoflow.exceptions import ValidationFailed
+from autoflow.exceptions import AppError, ValidationFailed
 from autoflow.schema import error_responses
 from autoflow.serializers import BuiltOnceModelSerializer
 from executions import selectors, services
 from executions.models import Execution, ExecutionStatus, ExecutionTrigger, NodeRun
+from workflows.models import Workflow
 from workflows.selectors import workflow_get_for_user, workflow_get_for_write
 
 READ_SCOPES = {"read": "executions:read", "write": "executions:write"}
@@ -119,7 +120,26 @@ class WorkflowExecuteView(APIView):
         summary="Run a workflow now (answers at once; the run happens in the background)",
     )
     def post(self, request: Request, workflow_id: str) -> Response:
-        workflow = workflow_get_for_write(user=_user(request), workflow_id=workflow_id)
+        user = _user(request)
+        # A replay (Idempotency-Key) answers from its record: only a read says whether the
+        # workflow is still there to answer it.
+        known = None
+        if not request.headers.get("Idempotency-Key"):
+            known = services.owned_workflow_known(user=user, workflow_id=workflow_id)
+        if known is not None:
+            try:
+                return self._execute(request, known[0], only_if=known[1])
+            except (AppError, services.WorkflowChanged):
+                # The answer may be the stale copy's: read the workflow and decide again.
+                services.owned_workflow_forget(user=user, workflow_id=workflow_id)
+        workflow = workflow_get_for_write(user=user, workflow_id=workflow_id)
+        response = self._execute(request, workflow)
+        services.owned_workflow_started(user=user, workflow=workflow)
+        return response
+
+    def _execute(
+        self, request: Request, workflow: Workflow, only_if: dict[str, Any] | None = None
+    ) -> Response:
         data = request.data if request.data not in (None, "") else {}
         serializer = self.ExecuteInputSerializer(data=data)
         serializer.is_valid(raise_exception=True)
@@ -135,6 +155,7 @@ class WorkflowExecuteView(APIView):
             input=serializer.validated_data["input"],
             user=_user(request),
             idempotency_key=key,
+            only_if=only_if,
         )
         # A replay answers what the first call answered: the run was queued then.
         return _started(execution.pk, ExecutionStatus.QUEUED)

@@ -167,16 +167,13 @@ class Hook:
         """`execution_start`'s workflow, and for a cached hook what its row must still hold."""
         if self.workflow is not None:
             return {"workflow": self.workflow}
-        # Only the columns a start reads; any other is loaded if something asks for it.
         expected = {
             "id": self.workflow_id,
             "version": self.version,
             "active": True,
             "webhook_token": token,
         }
-        names = [f.attname for f in Workflow._meta.concrete_fields if f.attname in expected]
-        workflow = Workflow.from_db("default", names, [expected[name] for name in names])
-        return {"workflow": workflow, "only_if": expected}
+        return {"workflow": Workflow.known(expected), "only_if": expected}
 
 
 # token -> its live webhook, as this process last read it: a call to a known webhook reads no
@@ -199,7 +196,9 @@ def _accept(request: HttpRequest, token: str, planned_id: uuid.UUID, channel: st
 
     A waiting call starts it with `channel` as its `notify_channel`.
     """
-    hook = _live_hooks.get(token)
+    # A replay (Idempotency-Key) answers from its record: only a read says whether the webhook
+    # is still live to answer it.
+    hook = None if request.headers.get("Idempotency-Key") else _live_hooks.get(token)
     if hook is not None:
         try:
             return _accept_for(hook, request, token, planned_id, channel)

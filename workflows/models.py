@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -41,6 +42,14 @@ class Workflow(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @classmethod
+    def known(cls, values: dict[str, Any]) -> Workflow:
+        """A workflow of which only `values` (by attribute name) are loaded, as a start needs
+        them; any other field is read from the database if something asks for it."""
+        names = [field.attname for field in cls._meta.concrete_fields if field.attname in values]
+        # `from_db` takes the values in the model's field order.
+        return cls.from_db("default", names, [values[name] for name in names])
 
 
 class WorkflowVersion(models.Model):

@@ -13,6 +13,7 @@ from executions import services
 from executions.models import Execution
 from tests.conftest import client_for
 from tests.executions.conftest import make_graph, make_workflow
+from workflows.models import Workflow, WorkflowVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -135,6 +136,60 @@ def test_execute_private_of_other_is_404_public_is_403_and_never_runs(
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "permission_denied"
     assert Execution.objects.count() == 0
+
+
+def _workflow_reads(queries: CaptureQueriesContext) -> list[str]:
+    return [
+        q["sql"]
+        for q in queries
+        if q["sql"].startswith("SELECT") and "workflows_workflow" in q["sql"]
+    ]
+
+
+def test_an_owners_next_execute_reads_no_workflow_and_runs_its_current_version(owner_client, owner):
+    workflow = make_workflow(owner, GRAPH)
+    url = f"/api/workflows/{workflow.pk}/execute"
+    assert owner_client.post(url, {"input": {"x": 1}}, format="json").status_code == 202
+    # a new version since that execute
+    graph = make_graph([{"id": "b", "type": "test_emit"}], [("t", "b")])
+    WorkflowVersion.objects.create(
+        workflow=workflow, version=2, name=workflow.name, graph=graph, created_by=owner
+    )
+    Workflow.objects.filter(pk=workflow.pk).update(version=2, graph=graph)
+
+    second = owner_client.post(url, {"input": {"x": 2}}, format="json")
+    with CaptureQueriesContext(connection) as queries:
+        third = owner_client.post(url, {"input": {"x": 3}}, format="json")
+
+    assert [second.status_code, third.status_code] == [202, 202]
+    for response in (second, third):
+        execution = Execution.objects.get(pk=response.json()["execution_id"])
+        assert execution.workflow_version == 2
+        assert list(execution.node_runs.values_list("node_id", flat=True)) == ["t", "b"]
+    if connection.vendor == "postgresql":  # elsewhere the guard is a query of its own
+        assert _workflow_reads(queries) == []
+
+
+def test_an_execute_once_the_workflow_is_gone_or_not_the_callers_is_404(
+    owner_client, owner, outsider
+):
+    given_away = make_workflow(owner, GRAPH)
+    deleted = make_workflow(owner, GRAPH)
+    for workflow in (given_away, deleted):
+        url = f"/api/workflows/{workflow.pk}/execute"
+        assert owner_client.post(url, {"input": {}}, format="json").status_code == 202
+
+    Workflow.objects.filter(pk=given_away.pk).update(owner=outsider)
+    deleted.delete()
+    bodies: list[dict[str, object]] = [{"input": {}}, {"input": 5}]  # invalid input: 404 first
+    answers = [
+        owner_client.post(f"/api/workflows/{workflow.pk}/execute", body, format="json")
+        for workflow in (given_away, deleted)
+        for body in bodies
+    ]
+
+    assert [a.status_code for a in answers] == [404, 404, 404, 404]
+    assert Execution.objects.filter(workflow=given_away).count() == 1
 
 
 def test_idempotency_key_replays_and_conflicts(owner_client, owner):
