@@ -9,13 +9,14 @@ import django_filters
 from django import forms as django_forms
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import filters, serializers, status
+from rest_framework.exceptions import APIException
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
-from autoflow.exceptions import AppError, ValidationFailed
+from autoflow.exceptions import ValidationFailed
 from autoflow.schema import error_responses
 from autoflow.serializers import BuiltOnceModelSerializer
 from executions import selectors, services
@@ -129,8 +130,9 @@ class WorkflowExecuteView(APIView):
         if known is not None:
             try:
                 return self._execute(request, known[0], only_if=known[1])
-            except (AppError, services.WorkflowChanged):
-                # The answer may be the stale copy's: read the workflow and decide again.
+            except (APIException, services.WorkflowChanged):
+                # A refusal may be the stale copy's (a 400 before a 404, say): read the
+                # workflow and decide again.
                 services.owned_workflow_forget(user=user, workflow_id=workflow_id)
         workflow = workflow_get_for_write(user=user, workflow_id=workflow_id)
         response = self._execute(request, workflow)

@@ -173,11 +173,11 @@ class WorkflowChanged(Exception):
 
 
 OWNED_STARTS_MAX = 4096
-# (workflow id, owner id) -> the version its owner last started here. An owner's next execute
-# reads no workflow row (~0.2 ms of its request): its start expects the row to still be that
-# version of that owner's workflow (`only_if`), and a workflow changed, deleted or given away
-# since is read, and its permissions checked, again.
-_owned_starts: BoundedCache[tuple[str, Any], int] = BoundedCache(OWNED_STARTS_MAX)
+# (workflow id as text, owner id) -> the workflow's id and the version its owner last started
+# here. An owner's next execute reads no workflow row (~0.2 ms of its request): its start
+# expects the row to still be that version of that owner's workflow (`only_if`), and a
+# workflow changed, deleted or given away since is read, and its permissions checked, again.
+_owned_starts: BoundedCache[tuple[str, Any], tuple[Any, int]] = BoundedCache(OWNED_STARTS_MAX)
 
 
 def owned_workflow_known(
@@ -185,17 +185,17 @@ def owned_workflow_known(
 ) -> tuple[Workflow, dict[str, Any]] | None:
     """The workflow as the user, its owner, last started it here, and what a start from it
     expects of its row (`only_if`); None when there is none."""
-    version = _owned_starts.get((str(workflow_id), user.pk))
-    if version is None:
+    known = _owned_starts.get((str(workflow_id), user.pk))
+    if known is None:
         return None
-    expected = {"id": workflow_id, "version": version, "owner_id": user.pk}
+    expected = {"id": known[0], "version": known[1], "owner_id": user.pk}
     return Workflow.known(expected), expected
 
 
 def owned_workflow_started(*, user: User, workflow: Workflow) -> None:
     """Note a start of a workflow read from its row, when the user owns it."""
     if workflow.owner_id == user.pk:
-        _owned_starts.put((str(workflow.pk), user.pk), workflow.version)
+        _owned_starts.put((str(workflow.pk), user.pk), (workflow.pk, workflow.version))
 
 
 def owned_workflow_forget(*, user: User, workflow_id: object) -> None:

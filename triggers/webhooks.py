@@ -19,7 +19,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -177,18 +177,35 @@ class Hook:
 
 
 # token -> its live webhook, as this process last read it: a call to a known webhook reads no
-# row (~0.2 ms of a W1 execution's 6). Its start is guarded by what was read, and a refusal that
-# what was read decided (method, signature) is checked again on the row: a workflow changed,
-# deactivated or deleted since, or a token rotated, is read again, never answered from here.
+# row (~0.2 ms of a W1 execution's 6). Its start is guarded by what was read, and any refusal
+# is decided again on the row: a workflow changed, deactivated or deleted since, or a token
+# rotated, is read again, and no answer comes from a stale copy.
 _live_hooks: BoundedCache[str, Hook] = BoundedCache(LIVE_HOOKS_MAX)
 
 
 class _Stale(Exception):
-    """A cached hook may have decided this call wrongly: read the workflow and decide again."""
+    """A cached hook did not start this call: read the workflow and decide again."""
 
-    def __init__(self, rate_counted: bool) -> None:
-        super().__init__()
-        self.rate_counted = rate_counted
+
+@dataclass
+class _Steps:
+    """The steps of a call's checks that run once however many times the call is decided: its
+    rate-limit hit is counted once, and its body parsed once (Django parses a multipart body
+    once: after a failure it reads as empty)."""
+
+    outcomes: dict[str, tuple[Any, AppError | None]] = field(default_factory=dict)
+
+    def once(self, step: str, run: Callable[[], Any]) -> Any:
+        """`run()`'s value, or its refusal raised again, as the first time."""
+        if step not in self.outcomes:
+            try:
+                self.outcomes[step] = (run(), None)
+            except AppError as error:
+                self.outcomes[step] = (None, error)
+        value, refusal = self.outcomes[step]
+        if refusal is not None:
+            raise refusal
+        return value
 
 
 def _accept(request: HttpRequest, token: str, planned_id: uuid.UUID, channel: str) -> Accepted:
@@ -199,15 +216,13 @@ def _accept(request: HttpRequest, token: str, planned_id: uuid.UUID, channel: st
     # A replay (Idempotency-Key) answers from its record: only a read says whether the webhook
     # is still live to answer it.
     hook = None if request.headers.get("Idempotency-Key") else _live_hooks.get(token)
+    steps = _Steps()
     if hook is not None:
         try:
-            return _accept_for(hook, request, token, planned_id, channel)
-        except _Stale as stale:
+            return _accept_for(hook, request, token, planned_id, channel, steps)
+        except _Stale:
             _live_hooks.discard(token)
-            return _accept_for(
-                Hook.read(token), request, token, planned_id, channel, stale.rate_counted
-            )
-    return _accept_for(Hook.read(token), request, token, planned_id, channel)
+    return _accept_for(Hook.read(token), request, token, planned_id, channel, steps)
 
 
 def _accept_for(
@@ -216,9 +231,10 @@ def _accept_for(
     token: str,
     planned_id: uuid.UUID,
     channel: str,
-    rate_counted: bool = False,
+    steps: _Steps,
 ) -> Accepted:
-    """`_accept`'s checks and start on `hook`; a cached one raises `_Stale` where it may be."""
+    """`_accept`'s checks and start on `hook`; a cached one that does not start the call
+    raises `_Stale` instead of refusing it."""
     method = request.method or "GET"
     status = 500
     record = True
@@ -232,12 +248,15 @@ def _accept_for(
                 f"This webhook accepts {', '.join(params.methods)}.",
                 details={"allowed": params.methods},
             )
-        if not rate_counted:
-            check_rate(request, group="webhook", key=token, rate=settings.RATE_LIMIT_WEBHOOK)
-            rate_counted = True
+        steps.once(
+            "rate",
+            lambda: check_rate(
+                request, group="webhook", key=token, rate=settings.RATE_LIMIT_WEBHOOK
+            ),
+        )
         if params.secret:
             _verify_signature(params.secret, request.body, request.headers.get(SIGNATURE_HEADER))
-        payload = _input_for(request, _parse_body(request))
+        payload = steps.once("input", lambda: _input_for(request, _parse_body(request)))
         key = request.headers.get("Idempotency-Key") or None
         if key is not None and len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
             raise ValidationFailed(
@@ -272,15 +291,12 @@ def _accept_for(
             status=current,
             wait=wait,
         )
-    except (WorkflowChanged, WebhookMethodNotAllowed, SignatureInvalid) as error:
+    except (AppError, WorkflowChanged) as error:
         if hook.workflow is None:
             record = False
-            raise _Stale(rate_counted) from error
+            raise _Stale() from error
         if isinstance(error, AppError):
             status = error.status_code
-        raise
-    except AppError as error:
-        status = error.status_code
         raise
     finally:
         # Rate-limited calls are not recorded: a flood must not become a flood of rows.

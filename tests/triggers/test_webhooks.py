@@ -429,6 +429,12 @@ def test_a_webhook_called_before_answers_by_its_workflow_as_it_is_now(
     }
     answers.append(requests.put(url, data=body, headers=signed, timeout=TIMEOUT).status_code)
     _edit(workflow, active=False)
+    # what the server kept says live: a body it would refuse is still answered as gone
+    broken = b"{broken"
+    signed_broken = {**signed, "X-AutoFlow-Signature": _signed("now-signed", broken)}
+    answers.append(
+        requests.put(url, data=broken, headers=signed_broken, timeout=TIMEOUT).status_code
+    )
     answers.append(requests.put(url, data=body, headers=signed, timeout=TIMEOUT).status_code)
     _edit(workflow, active=True)
     answers.append(requests.put(url, data=body, headers=signed, timeout=TIMEOUT).status_code)
@@ -438,7 +444,7 @@ def test_a_webhook_called_before_answers_by_its_workflow_as_it_is_now(
     answers.append(requests.put(new_url, data=body, headers=signed, timeout=TIMEOUT).status_code)
 
     # then
-    assert answers == [202, 405, 202, 401, 202, 404, 202, 404, 202]
+    assert answers == [202, 405, 202, 401, 202, 404, 404, 202, 404, 202]
     # Each run is of the version current at its call.
     versions = Execution.objects.filter(workflow=workflow).values_list(
         "workflow_version", flat=True
@@ -450,7 +456,7 @@ def test_a_webhook_called_before_answers_by_its_workflow_as_it_is_now(
     def statuses() -> list[int]:
         return sorted(c.status for c in WebhookCall.objects.filter(workflow=workflow))
 
-    expected = sorted([202, 405, 202, 401, 202, 404, 202, 202])
+    expected = sorted([202, 405, 202, 401, 202, 404, 404, 202, 202])
     with contextlib.suppress(AssertionError):  # the batched writes are in when all are
         wait_for(lambda: len(statuses()) >= len(expected), timeout=10)
     assert statuses() == expected
@@ -474,6 +480,23 @@ def test_a_webhook_changed_since_the_server_read_it_counts_its_rate_once(owner: 
 
     assert [first, *answers] == [202, 202, 202, 429]
     assert Execution.objects.filter(workflow=workflow).count() == 3
+
+
+def test_a_webhook_deactivated_since_the_server_read_it_is_404_not_rate_limited(
+    owner: User,
+) -> None:
+    from django.db import connection
+
+    workflow = webhook_workflow(owner, fields={"ok": "yes"})
+    database_url = database_url_from_settings(connection.settings_dict)
+
+    with daphne_server(DATABASE_URL=database_url, RATE_LIMIT_WEBHOOK="2/1m") as server:
+        url = _hook(server, workflow)
+        answers = [requests.post(url, json={}, timeout=TIMEOUT).status_code for _ in range(2)]
+        _edit(workflow, active=False)
+        answers.append(requests.post(url, json={}, timeout=TIMEOUT).status_code)
+
+    assert answers == [202, 202, 404]
 
 
 def test_a_call_to_a_webhook_seen_before_reads_no_workflow_row(owner: User) -> None:
