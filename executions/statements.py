@@ -291,11 +291,12 @@ def insert_run(
     parameter; elsewhere one insert after the other in a transaction.
     """
     runs = [{**NODE_RUN_DEFAULTS, **run} for run in node_runs]
-    guard = tuple(only_if or ())
+    expected = dict(only_if or {})
+    guard = tuple(expected)
     connection = connection_for(using)
     if connection.vendor != "postgresql":
         with transaction.atomic(using=using, savepoint=False):
-            if guard and not Workflow.objects.using(using).filter(**dict(only_if or {})).exists():
+            if guard and not Workflow.objects.using(using).filter(**expected).exists():
                 return False
             insert_objects([execution], using=using)
             insert_objects([NodeRun(**run) for run in runs], using=using)
@@ -307,7 +308,7 @@ def insert_run(
     }
     guard_params = [
         field.get_db_prep_value(value, connection)
-        for field, value in zip(fields_of(Workflow, guard), (only_if or {}).values(), strict=True)
+        for field, value in zip(fields_of(Workflow, guard), expected.values(), strict=True)
     ]
     params = [
         json_records([row]),
